@@ -1,0 +1,133 @@
+"""A compiled, immutable policy with its precomputed header values.
+
+Settings are merged once per scope (app, blueprint, view) and compiled here,
+so the per-request work is set lookups and copying prepared header pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .origins import OriginMatcher
+from .settings import POLICY_SETTINGS, SETTINGS, HeaderNames, Origins, Problems, Rule, parse_settings
+
+__all__ = ["Header", "Policy", "compile_policy", "merge_layers", "policy_defaults"]
+
+Header = tuple[str, str]
+
+VARY_ORIGIN: Header = ("Vary", "Origin")
+VARY_PREFLIGHT: Header = (
+    "Vary",
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+)
+
+
+def policy_defaults() -> dict[str, Any]:
+    """Every policy setting's default, parsed."""
+    problems = Problems()
+    defaults = parse_settings({n: SETTINGS[n].default for n in POLICY_SETTINGS}, "defaults", problems)
+    problems.raise_if_any()
+    return defaults
+
+
+def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Layer parsed settings outer to inner; ``excluded_paths`` lists add up."""
+    merged: dict[str, Any] = {}
+    excluded: list[str] = []
+    for layer in layers:
+        merged.update(layer)
+        for path in layer.get("excluded_paths", ()):
+            if path not in excluded:
+                excluded.append(path)
+    merged["excluded_paths"] = tuple(excluded)
+    return merged
+
+
+@dataclass(frozen=True, eq=False)
+class Policy:
+    """What one scope allows, compiled for the request path."""
+
+    name: str
+    settings: Mapping[str, Any] = field(repr=False)
+    origins: OriginMatcher = field(repr=False)
+    any_origin: bool  # an anonymous "*": answers with "*", accepts "null"
+    methods: frozenset[str]
+    allow_any_header: bool
+    allow_headers: frozenset[str]
+    credentials: bool
+    private_network: bool
+    enabled: bool
+    excluded_exact: frozenset[str]
+    excluded_prefixes: tuple[str, ...]
+    preflight: str
+    gate: bool
+    require: Rule | None
+    debug: bool
+    #: The answer depends on ``Origin``, so every response says ``Vary: Origin``.
+    vary: bool
+    #: Headers that follow ``Access-Control-Allow-Origin`` on an allowed actual request.
+    actual_tail: tuple[Header, ...]
+    #: Headers that follow the per-request ones on a successful preflight.
+    preflight_tail: tuple[Header, ...]
+    #: Added to responses that get no other CORS header (no ``Origin``, denials).
+    vary_only: tuple[Header, ...]
+
+    def is_excluded(self, path: str) -> bool:
+        return path in self.excluded_exact or (
+            bool(self.excluded_prefixes) and path.startswith(self.excluded_prefixes)
+        )
+
+
+def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
+    origins: Origins = merged["origins"]
+    allow: HeaderNames = merged["allow_headers"]
+    expose: HeaderNames = merged["expose_headers"]
+    credentials: bool = merged["credentials"]
+    matcher = OriginMatcher(origins.patterns, origins.callables)
+    any_origin = origins.any and not credentials
+    enabled: bool = merged["enabled"]
+    vary = enabled and bool(matcher) and not any_origin
+
+    actual_tail: list[Header] = []
+    preflight_tail: list[Header] = []
+    if credentials:
+        actual_tail.append(("Access-Control-Allow-Credentials", "true"))
+        preflight_tail.append(("Access-Control-Allow-Credentials", "true"))
+    if expose.any:
+        actual_tail.append(("Access-Control-Expose-Headers", "*"))
+    elif expose.names:
+        actual_tail.append(("Access-Control-Expose-Headers", ", ".join(sorted(expose.names))))
+    if vary:
+        actual_tail.append(VARY_ORIGIN)
+    max_age: int = merged["max_age"]
+    if max_age:
+        preflight_tail.append(("Access-Control-Max-Age", str(max(max_age, 0))))
+    preflight_tail.append(VARY_PREFLIGHT)
+
+    excluded: tuple[str, ...] = merged["excluded_paths"]
+    require: Rule | None = merged["require"]
+    return Policy(
+        name=name,
+        settings=MappingProxyType(dict(merged)),
+        origins=matcher,
+        any_origin=any_origin,
+        methods=merged["methods"],
+        allow_any_header=allow.any,
+        allow_headers=allow.names,
+        credentials=credentials,
+        private_network=merged["private_network"],
+        enabled=enabled,
+        excluded_exact=frozenset(p for p in excluded if not p.endswith("*")),
+        excluded_prefixes=tuple(p[:-1] for p in excluded if p.endswith("*")),
+        preflight=merged["preflight"],
+        gate=merged["gate"] or require is not None,
+        require=require,
+        debug=merged["debug"],
+        vary=vary,
+        actual_tail=tuple(actual_tail),
+        preflight_tail=tuple(preflight_tail),
+        vary_only=(VARY_ORIGIN,) if vary else (),
+    )
