@@ -186,6 +186,7 @@ class _State:
             secret = None  # reported as weak_secret by the setting's parser
         algorithms = values["algorithms"]
         verifier: TokenVerifier | None = None
+        before = len(problems.items)
         if sum(x is not None for x in (jwks_url, secret, pem)) > 1:
             problems.add(
                 "conflicting_keys",
@@ -199,17 +200,16 @@ class _State:
             algs = algorithms or ("RS256", "ES256")
             if "HS256" in algs:
                 problems.add("conflicting_keys", "HS256 cannot be used with a JWKS")
-            jwks = JWKSClient(jwks_url, cooldown=values["jwks_cooldown"])
-            verifier = TokenVerifier(
-                algorithms=algs, audience=audience, issuer=issuer, leeway=values["leeway"], jwks=jwks
-            )
+            if len(problems.items) == before:
+                jwks = JWKSClient(jwks_url, cooldown=values["jwks_cooldown"])
+                verifier = TokenVerifier(algorithms=algs, audience=audience, issuer=issuer,
+                                         leeway=values["leeway"], jwks=jwks)
         elif secret is not None:
             if algorithms and algorithms != ("HS256",):
                 problems.add("conflicting_keys", "jwt_secret verifies HS256 tokens only")
-            verifier = TokenVerifier(
-                algorithms=("HS256",), audience=audience, issuer=issuer,
-                leeway=values["leeway"], key=secret,
-            )
+            else:
+                verifier = TokenVerifier(algorithms=("HS256",), audience=audience, issuer=issuer,
+                                         leeway=values["leeway"], key=secret)
         elif pem is not None:
             try:
                 _, public, alg = load_private_key(pem)
@@ -218,10 +218,9 @@ class _State:
             else:
                 if algorithms and algorithms != (alg,):
                     problems.add("conflicting_keys", f"signing_key is an {alg} key")
-                verifier = TokenVerifier(
-                    algorithms=(alg,), audience=audience, issuer=issuer,
-                    leeway=values["leeway"], key=public,
-                )
+                else:
+                    verifier = TokenVerifier(algorithms=(alg,), audience=audience, issuer=issuer,
+                                             leeway=values["leeway"], key=public)
         elif algorithms:
             problems.add("invalid_value", "algorithms is set but no key or JWKS is configured")
         tokens = ServiceTokens(values["service_tokens"]) if values["service_tokens"] else None

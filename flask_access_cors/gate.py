@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from .cors import Denial
 from .settings import Rule
-from .tokens import Identity, ServiceTokens, TokenError, TokenVerifier, locate_token
+from .tokens import (
+    Identity,
+    ServiceTokens,
+    TokenError,
+    TokenVerifier,
+    identity_from_claims,
+    locate_token,
+)
 
 __all__ = ["Gate", "authorize"]
 
@@ -79,13 +86,10 @@ class Gate:
             token, source = found
             if self.verifier is None:
                 return Denial("token_invalid", "no token verifier is configured", 401)
-            claims = self.verifier.verify(token)
+            return identity_from_claims(self.verifier.verify(token), source)
         except TokenError as exc:
             status = 503 if exc.reason == "key_unavailable" else 401
             return Denial(exc.reason, exc.detail or None, status)
-        from .tokens import identity_from_claims
-
-        return identity_from_claims(claims, source)
 
 
 def _as_str(value: object) -> str | None:
