@@ -33,10 +33,10 @@ def _state() -> _State:
 
 
 def parse_duration(value: str) -> timedelta:
-    """``30s``, ``10m``, ``2h`` or ``7d``."""
+    """``30s``, ``10m``, ``2h`` or ``7d``; :class:`ValueError` otherwise."""
     match = _DURATION.match(value.strip())
     if not match:
-        raise click.BadParameter(f"{value!r} is not a duration like 30s, 10m, 2h or 7d")
+        raise ValueError(f"{value!r} is not a duration like 30s, 10m, 2h or 7d")
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
@@ -71,10 +71,16 @@ def events_command(reason: str | None, status: int | None, path: str | None,
                    origin: str | None, since_text: str | None, limit: int, as_json: bool,
                    follow: bool) -> None:
     """Read the debug event log, newest first (oldest first with --follow)."""
-    since: Any = parse_duration(since_text) if since_text else None
+    try:
+        since: Any = parse_duration(since_text) if since_text else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
     log = _state().events
     filters: dict[str, Any] = {"reason": reason, "status": status, "path": path, "origin": origin}
-    found = log.search(**filters, since=since, limit=limit)
+    try:
+        found = log.search(**filters, since=since, limit=limit)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if follow:
         found.reverse()
     for event in found:
