@@ -161,11 +161,11 @@ def test_cli_in_a_real_process_reads_what_another_wrote(tmp_path: Path) -> None:
         app.get("/items")(lambda: "items")
     """))
     env = {**os.environ, "FLASK_APP": "cliapp", "PYTHONPATH": str(tmp_path)}
-    writer = textwrap.dedent(f"""
+    writer = textwrap.dedent("""
         from cliapp import app
         client = app.test_client()
         for i in range(5):
-            client.get("/items", headers={{"Origin": "https://evil{{}}.example".format(i)}})
+            client.get("/items", headers={"Origin": "https://evil{}.example".format(i)})
     """)
     subprocess.run([sys.executable, "-c", writer], env=env, check=True, cwd=tmp_path,
                    timeout=60)
