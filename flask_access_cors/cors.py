@@ -87,6 +87,8 @@ def allow_origin(policy: Policy, origin: str) -> str | Denial:
 
 
 def _method_allowed(policy: Policy, method: str) -> bool:
+    if method in policy.methods:
+        return True
     upper = method.upper()
     return upper in policy.methods or (upper == "HEAD" and "GET" in policy.methods)
 

@@ -82,6 +82,12 @@ class Outcome:
 
 def _merge_headers(headers: list[tuple[str, str]], add: Iterable[Header]) -> None:
     """Replace any ``Access-Control-*`` header with ours and merge ``Vary``."""
+    for name, _ in headers:
+        if name[0] in "AaVv":
+            break
+    else:  # the usual case: nothing to replace or merge
+        headers.extend(add)
+        return
     vary_at = -1
     for i in range(len(headers) - 1, -1, -1):
         low = headers[i][0].lower()
@@ -115,12 +121,11 @@ class _HeaderMiddleware:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        box: list[Iterable[Header] | None] = [None]
-        environ[_BOX] = box
+        environ[_BOX] = None
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            add = box[0]
-            if add is not None:
+            add = environ[_BOX]
+            if add:
                 _merge_headers(headers, add)
             return start_response(status, headers, exc_info)
 
@@ -341,24 +346,9 @@ class _State:
         if outcome is None:
             return None
         environ = req.environ
-        box = environ.get(_BOX)
-        if box is None:  # called without the WSGI wrapper (a hand-built WSGI stack)
-            box = environ[_BOX] = [None]
-            from flask import after_this_request
-
-            headers = outcome.headers
-
-            @after_this_request
-            def _apply(response: Response) -> Response:
-                items = list(response.headers.items())
-                _merge_headers(items, headers)
-                response.headers.clear()
-                for name, value in items:
-                    response.headers.add(name, value)
-                return response
-
-        if outcome.headers:
-            box[0] = outcome.headers
+        if _BOX not in environ:  # a WSGI stack built around Flask's wsgi_app directly
+            self.apply_later(outcome.headers)
+        environ[_BOX] = outcome.headers
         if outcome.status == 0:
             if outcome.identity is not None:
                 environ[_IDENTITY] = outcome.identity
@@ -366,6 +356,19 @@ class _State:
         if outcome.reason is not None:
             self.deny(req, outcome)
         return self.respond(outcome)
+
+    @staticmethod
+    def apply_later(headers: Iterable[Header]) -> None:
+        from flask import after_this_request
+
+        @after_this_request
+        def _apply(response: Response) -> Response:
+            items = list(response.headers.items())
+            _merge_headers(items, headers)
+            response.headers.clear()
+            for name, value in items:
+                response.headers.add(name, value)
+            return response
 
     def decide(self, req: Any) -> Outcome | None:
         """Classify the request, pick its policy, and decide. No side effects."""
@@ -391,7 +394,7 @@ class _State:
             kind = NOT_CORS
         else:
             kind = cors.classify(
-                req.method, origin, f"{req.scheme}://{req.host}",
+                req.method, origin, _own_origin(environ),
                 "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
             )
         if (policy.excluded_exact or policy.excluded_prefixes) and policy.is_excluded(
@@ -536,6 +539,17 @@ class _State:
         policies = [self.app_policy, *self.by_chain.values()]
         policies += [p for p in self.by_endpoint.values() if p is not None]
         return any(origin in p.origins.exact for p in policies)
+
+
+def _own_origin(environ: Mapping[str, Any]) -> str:
+    """This request's own origin as a browser would serialise it (after ``ProxyFix``)."""
+    scheme: str = environ["wsgi.url_scheme"]
+    host: str | None = environ.get("HTTP_HOST")
+    if not host:
+        host = f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    if (scheme == "http" and host.endswith(":80")) or (scheme == "https" and host.endswith(":443")):
+        host = host.rpartition(":")[0]
+    return f"{scheme}://{host.lower()}"
 
 
 def _is_local_path(target: str) -> bool:

@@ -1,0 +1,826 @@
+"""Access tokens: where a request carries one, how it is verified, and who it names.
+
+This module is pure (no Flask). The gate hands it raw request facts (headers,
+the ``Cookie`` header, service-token credentials) and gets back an
+:class:`Identity` or a :class:`TokenError` whose ``reason`` is a stable code.
+
+Read top to bottom, the journey of a token is:
+
+1. :func:`locate_token` finds it (configured headers first, then the cookie).
+2. :class:`TokenVerifier` checks it with PyJWT against a fixed algorithm
+   allow-list and a key from a :class:`JWKSClient` (Cloudflare Access) or a
+   static key (tokens the app issues itself), and caches the result.
+3. :func:`identity_from_claims` turns the verified claims into an
+   :class:`Identity`.
+
+:class:`ServiceTokens` checks Cloudflare-style service credentials
+(``CF-Access-Client-Id`` / ``CF-Access-Client-Secret``), and
+:class:`TokenIssuer` / :func:`load_private_key` produce the app's own tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import jwt
+import requests
+import urllib3.exceptions
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import HMACAlgorithm
+from jwt.types import Options
+
+logger = logging.getLogger("flask_access_cors")
+
+#: Every reason a token can be refused for (section 6 of the spec).
+_REASONS = frozenset(
+    {
+        "token_missing",
+        "token_malformed",
+        "token_invalid",
+        "token_expired",
+        "token_not_yet_valid",
+        "audience_mismatch",
+        "issuer_mismatch",
+        "key_unknown",
+        "key_unavailable",
+        "service_token_invalid",
+    }
+)
+
+# HS256 for the app's own tokens; RS256/ES256 for Cloudflare Access and the app's
+# own asymmetric keys. A closed list: anything else (``none`` above all) is refused.
+_SYMMETRIC = frozenset({"HS256"})
+_ASYMMETRIC = frozenset({"RS256", "ES256"})
+_SUPPORTED = _SYMMETRIC | _ASYMMETRIC
+
+_MIN_RSA_BITS = 2048
+_MIN_SECRET_BYTES = 32
+_MAX_CREDENTIAL_BYTES = 512
+
+
+class TokenError(Exception):
+    """A token could not be accepted. ``reason`` is a stable code.
+
+    ``detail`` is short text for the server-side debug log. It never holds a
+    secret or the raw token, so ``str(error)`` is safe to log; the client only
+    ever sees the HTTP status.
+    """
+
+    reason: str
+    detail: str
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in _REASONS:
+            raise ValueError(f"unknown token error reason {reason!r}")
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
+# --------------------------------------------------------------------------- identity
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified request speaks for.
+
+    ``claims`` is a read-only view of a private copy, so neither the caller
+    nor the verifier's cache can change an identity after the fact.
+    """
+
+    subject: str
+    email: str | None
+    claims: Mapping[str, Any]
+    source: str
+    is_service: bool
+    common_name: str | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """Group names from the ``groups`` and ``roles`` claims (a list or one string).
+
+        Both claims are read because identity providers disagree on the name;
+        values of any other shape are ignored rather than guessed at.
+        """
+        found: set[str] = set()
+        for name in ("groups", "roles"):
+            value = self.claims.get(name)
+            if isinstance(value, str):
+                value = [value]
+            if isinstance(value, (list, tuple)):
+                found.update(item for item in value if isinstance(item, str) and item)
+        return frozenset(found)
+
+
+def identity_from_claims(claims: Mapping[str, Any], source: str) -> Identity:
+    """Build the identity a verified token speaks for.
+
+    Cloudflare signs service-token requests with a JWT whose ``sub`` is empty
+    and whose ``common_name`` is the client id; that is a service identity.
+    Only an *empty* ``sub`` makes one, so a user token cannot claim to be a
+    service by adding ``common_name``. A token naming nobody is refused.
+    """
+    subject = claims.get("sub")
+    common_name = claims.get("common_name")
+    if not subject and isinstance(common_name, str) and common_name:
+        return Identity(
+            subject=common_name,
+            email=None,
+            claims=claims,
+            source=source,
+            is_service=True,
+            common_name=common_name,
+        )
+    if not isinstance(subject, str) or not subject:
+        raise TokenError("token_invalid", "the token names no subject")
+    email = claims.get("email")
+    return Identity(
+        subject=subject,
+        email=email if isinstance(email, str) else None,
+        claims=claims,
+        source=source,
+        is_service=False,
+        common_name=None,
+    )
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+_HeaderSource = Mapping[str, str] | Callable[[str], str | None]
+
+
+def locate_token(
+    headers: _HeaderSource,
+    cookie_header: str | None,
+    header_names: Sequence[str],
+    cookie_name: str,
+) -> tuple[str, str] | None:
+    """Find the request's access token: ``(token, "header" | "cookie")`` or ``None``.
+
+    Headers are tried in the configured order, then the cookie. ``headers`` is
+    a mapping (matched case-insensitively) or a callable such as
+    ``lambda name: environ.get(...)`` that returns ``None`` when absent. Empty
+    values count as absent, and a ``Bearer`` prefix is tolerated so that
+    ``Authorization`` can be configured as a token header.
+
+    Two non-empty cookies with the configured name are refused
+    (``token_malformed``): a sibling subdomain can plant a second cookie, and
+    picking either one silently would let it choose who the user is.
+    """
+    for name in header_names:
+        value = _header_value(headers, name)
+        if value:
+            if value[:7].lower() == "bearer ":
+                value = value[7:].strip()
+            if value:
+                return value, "header"
+    if cookie_header:
+        token = _cookie_value(cookie_header, cookie_name)
+        if token:
+            return token, "cookie"
+    return None
+
+
+def _header_value(headers: _HeaderSource, name: str) -> str | None:
+    if callable(headers):
+        value = headers(name)
+    else:
+        value = headers.get(name)
+        if value is None:
+            # Werkzeug's headers are case-insensitive already; a plain dict is not.
+            lowered = name.lower()
+            value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value.strip() if value else None
+
+
+def _cookie_value(cookie_header: str, cookie_name: str) -> str | None:
+    """The value of ``cookie_name`` in a raw ``Cookie`` header, in one linear pass.
+
+    Deliberately not ``http.cookies``: it is slow, gives up on the first
+    oddity, and silently keeps the last duplicate.
+    """
+    if cookie_name not in cookie_header:
+        return None
+    found: str | None = None
+    for part in cookie_header.split(";"):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() != cookie_name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].strip()
+        if not value:
+            continue
+        if found is not None:
+            raise TokenError("token_malformed", f"two {cookie_name} cookies")
+        found = value
+    return found
+
+
+# --------------------------------------------------------------------------- JWKS
+
+
+@dataclass(frozen=True)
+class _KeySet:
+    """One fetched JWKS document, reduced to the keys we can verify with."""
+
+    by_kid: Mapping[str, jwt.PyJWK]
+    keys: tuple[jwt.PyJWK, ...]
+
+    def find(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None:
+            return self.keys[0] if len(self.keys) == 1 else None
+        return self.by_kid.get(kid)
+
+
+class _FetchError(Exception):
+    """A JWKS fetch failed; the message is for the log."""
+
+
+# Everything a GET can fail with; urllib3 errors escape requests on raw reads.
+_NETWORK_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    ValueError,
+)
+
+
+class JWKSClient:
+    """Signing keys from a JWKS URL, cached, rate-limited and stale-if-error.
+
+    PyJWT's ``PyJWKClient`` refetches on every unknown ``kid`` and drops its
+    keys when the endpoint fails, which turns a flood of forged ``kid`` values
+    into a flood of fetches and a key-server outage into an outage of ours.
+    Here:
+
+    * the key set is refetched after ``lifespan`` seconds, or for an unknown
+      ``kid``, but never sooner than ``cooldown`` seconds after the last fetch
+      *attempt* (successful or not);
+    * a failed refetch keeps the last good key set serving (logged at WARNING);
+    * concurrent callers share one fetch, and the state lock is never held
+      across the HTTP request;
+    * the fetch has a timeout for the whole body, a size cap, and does not
+      follow redirects.
+
+    ``get_key`` returns a :class:`jwt.PyJWK`, which binds the key to its one
+    algorithm: PyJWT then refuses a token whose ``alg`` differs from the key's.
+    """
+
+    fetches: int
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cooldown: float = 30.0,
+        lifespan: float = 300.0,
+        timeout: float = 3.0,
+        max_bytes: int = 262144,
+        clock: Callable[[], float] = time.monotonic,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not re.match(r"https?://", url):
+            raise ValueError(f"JWKS URL must be http(s): {url!r}")
+        if cooldown < 0 or lifespan <= 0 or timeout <= 0 or max_bytes <= 0:
+            raise ValueError("cooldown must be >= 0; lifespan, timeout and max_bytes > 0")
+        self.url = url
+        self.cooldown = cooldown
+        self.lifespan = lifespan
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.fetches = 0
+        self._clock = clock
+        self._session = session if session is not None else requests.Session()
+        self._lock = threading.Lock()  # guards the fields below; held only briefly
+        self._fetch_lock = threading.Lock()  # one fetch at a time
+        self._keyset: _KeySet | None = None
+        self._loaded_at = 0.0
+        self._last_attempt: float | None = None
+        self._in_flight = False
+
+    def get_key(self, kid: str | None) -> Any:
+        """The key for ``kid`` (a token without ``kid`` needs a one-key set).
+
+        Raises ``TokenError("key_unknown")`` when the key set (refreshed if
+        allowed) has no such key, and ``TokenError("key_unavailable")`` when no
+        key set was ever obtained.
+        """
+        with self._lock:
+            now = self._clock()
+            keyset = self._keyset
+            key = keyset.find(kid) if keyset is not None else None
+            if key is not None and now - self._loaded_at < self.lifespan:
+                return key
+            in_flight = self._in_flight
+            # A caller that finds a fetch in flight joins it rather than starting another.
+            due = not in_flight and (self._last_attempt is None or now - self._last_attempt >= self.cooldown)
+            seen = self.fetches
+        if key is not None:
+            # Known but stale: serve it unless a refresh is due and nobody is doing it.
+            if not due or not self._fetch_lock.acquire(blocking=False):
+                return key
+        elif due or in_flight:
+            self._fetch_lock.acquire()  # wait for the fetch in flight, if any
+        else:
+            return self._found(keyset, None, kid)
+        try:
+            with self._lock:
+                if not due or self.fetches != seen:
+                    # Someone else's fetch finished while we waited: it is the answer.
+                    keyset = self._keyset
+                    return self._found(keyset, keyset.find(kid) if keyset else None, kid)
+                self._last_attempt = self._clock()
+                self.fetches += 1
+                self._in_flight = True
+            fetched: _KeySet | None = None
+            try:
+                fetched = self._fetch()
+            except _FetchError as exc:
+                self._log_failure(str(exc))
+            finally:
+                with self._lock:
+                    if fetched is not None:
+                        self._keyset = fetched
+                        self._loaded_at = self._clock()
+                    self._in_flight = False
+                    keyset = self._keyset
+        finally:
+            self._fetch_lock.release()
+        return self._found(keyset, keyset.find(kid) if keyset else None, kid)
+
+    def _found(self, keyset: _KeySet | None, key: jwt.PyJWK | None, kid: str | None) -> Any:
+        if keyset is None:
+            raise TokenError("key_unavailable", f"no key set could be fetched from {self.url}")
+        if key is None:
+            if kid is None:
+                detail = f"token has no kid and the set has {len(keyset.keys)} keys"
+                raise TokenError("key_unknown", detail)
+            raise TokenError("key_unknown", f"kid {kid[:64]!r} is not in the key set")
+        return key
+
+    def _log_failure(self, why: str) -> None:
+        if self._keyset is not None:
+            logger.warning(
+                "JWKS fetch from %s failed (%s); still serving the last good key set", self.url, why
+            )
+        else:
+            logger.warning("JWKS fetch from %s failed (%s); no key set available", self.url, why)
+
+    def _fetch(self) -> _KeySet:
+        """GET the JWKS document, bounded in time and size, and parse it."""
+        deadline = time.monotonic() + self.timeout
+        body = bytearray()
+        try:
+            with self._session.get(
+                self.url,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+                headers={"Accept": "application/json"},
+            ) as response:
+                if response.status_code != 200:
+                    raise _FetchError(f"HTTP status {response.status_code}")
+                declared = response.headers.get("Content-Length", "")
+                if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
+                    raise _FetchError(f"body of {declared} bytes exceeds {self.max_bytes}")
+                # read1 returns as soon as *some* bytes arrive, so a server that
+                # drips its body cannot hold us past the deadline; read(n) would
+                # wait for all n bytes. (urllib3 1.x has no read1.)
+                read = getattr(response.raw, "read1", None) or response.raw.read
+                while len(body) <= self.max_bytes:
+                    chunk = read(min(16384, self.max_bytes + 1 - len(body)), decode_content=True)
+                    if not chunk:
+                        break
+                    body += chunk
+                    if time.monotonic() > deadline:
+                        raise _FetchError(f"body not received within {self.timeout} s")
+                if len(body) > self.max_bytes:
+                    raise _FetchError(f"body exceeds {self.max_bytes} bytes")
+        except _NETWORK_ERRORS as e:
+            raise _FetchError(type(e).__name__) from None
+        return self._parse(bytes(body))
+
+    @staticmethod
+    def _parse(body: bytes) -> _KeySet:
+        """Keep the usable signing keys; a set without any counts as a failed fetch.
+
+        Cloudflare's document also carries ``public_cert``/``public_certs``;
+        only ``keys`` is read.
+        """
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            raise _FetchError("body is not JSON") from None
+        members = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(members, list):
+            raise _FetchError('no "keys" list')
+        by_kid: dict[str, jwt.PyJWK] = {}
+        keys: list[jwt.PyJWK] = []
+        for member in members:
+            key = _usable_key(member)
+            if key is None:
+                continue
+            kid = member.get("kid")
+            if kid is not None:
+                if kid in by_kid:
+                    continue  # ambiguous duplicate: the first one wins
+                by_kid[kid] = key
+            keys.append(key)
+        if not keys:
+            raise _FetchError("no usable signing key in the set")
+        return _KeySet(by_kid=by_kid, keys=tuple(keys))
+
+
+def _usable_key(member: Any) -> jwt.PyJWK | None:
+    """A PyJWK for an RS256/ES256 public signing key, or ``None`` to skip it."""
+    if not isinstance(member, dict):
+        return None
+    kty, alg, kid = member.get("kty"), member.get("alg"), member.get("kid")
+    if member.get("use", "sig") != "sig" or "d" in member:
+        return None  # an encryption key, or private material published by mistake
+    key_ops = member.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        return None
+    if kid is not None and not isinstance(kid, str):
+        return None
+    if kty == "RSA" and alg in (None, "RS256"):
+        algorithm = "RS256"
+    elif kty == "EC" and member.get("crv") == "P-256" and alg in (None, "ES256"):
+        algorithm = "ES256"
+    else:
+        return None
+    try:
+        key = jwt.PyJWK(member, algorithm=algorithm)
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        return None
+    if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < _MIN_RSA_BITS:
+        return None
+    return key
+
+
+# --------------------------------------------------------------------------- verification
+
+
+class TokenVerifier:
+    """Verify access tokens with PyJWT and remember the ones that passed.
+
+    ``algorithms`` is a fixed allow-list: the token's ``alg`` header only ever
+    selects *within* it, and HS256 is never mixed with public-key algorithms
+    (the classic confusion attack signs HS256 with the RSA public key).
+
+    Time claims (``exp``, ``nbf``, ``iat``) are checked here with the
+    verifier's own ``clock`` rather than by PyJWT, which reads the wall clock
+    itself; that way the cache and the checks agree on what "now" is. The
+    rules are PyJWT's: expired when ``exp <= now - leeway``; not yet valid when
+    ``nbf`` or ``iat`` is after ``now + leeway``.
+
+    Verified tokens are cached (oldest evicted first) until their ``exp`` —
+    never into the leeway. A cache hit is one dict lookup and one comparison.
+    A cached token stays accepted until it expires even if its key is rotated
+    out of the JWKS meanwhile.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithms: Sequence[str],
+        audience: str | Sequence[str] | None,
+        issuer: str | None,
+        leeway: float = 60,
+        jwks: JWKSClient | None = None,
+        key: Any = None,
+        cache_size: int = 4096,
+        clock: Callable[[], float] = time.time,
+        max_token_bytes: int = 8192,
+    ) -> None:
+        allowed = _check_algorithms(algorithms)
+        if (jwks is None) == (key is None):
+            raise ValueError("give exactly one of jwks= or key=")
+        if jwks is not None and not allowed <= _ASYMMETRIC:
+            raise ValueError("a JWKS verifies RS256/ES256 only")
+        if isinstance(audience, str) or audience is None:
+            self._audience: str | list[str] | None = audience
+        else:
+            self._audience = list(audience)
+            if not self._audience or not all(isinstance(a, str) for a in self._audience):
+                raise ValueError("audience must be a string or a non-empty list of strings")
+        if cache_size < 0 or max_token_bytes <= 0 or leeway < 0:
+            raise ValueError("cache_size and leeway must be >= 0, max_token_bytes > 0")
+
+        self._allowed = allowed
+        self._jwks = jwks
+        self._key: Any = None
+        self._decode_algorithms = sorted(allowed)
+        if key is not None:
+            self._key, key_algorithm = _static_key(key)
+            if key_algorithm not in allowed:
+                raise ValueError(f"the key is for {key_algorithm}, not one of {sorted(allowed)}")
+            self._decode_algorithms = [key_algorithm]
+        self._issuer = issuer
+        self._leeway = float(leeway)
+        self._clock = clock
+        self._max_token_bytes = max_token_bytes
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._options: Options = {
+            "require": ["exp", "iat"],
+            "verify_signature": True,
+            "verify_aud": audience is not None,
+            "verify_iss": issuer is not None,
+            "verify_exp": False,  # checked below with self._clock
+            "verify_nbf": False,
+            "verify_iat": False,
+        }
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The verified claims (a fresh dict), or raise :class:`TokenError`."""
+        entry = self._cache.get(token)
+        if entry is not None and self._clock() < entry[1]:
+            return dict(entry[0])
+
+        if len(token) > self._max_token_bytes:
+            raise TokenError("token_malformed", f"token longer than {self._max_token_bytes} bytes")
+        if not token.isascii():
+            raise TokenError("token_malformed", "token is not ASCII")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError("token_malformed", _describe(exc)) from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._allowed:
+            raise TokenError("token_invalid", f"alg {str(alg)[:16]!r} is not allowed")
+        kid = header.get("kid")
+        key = self._jwks.get_key(kid) if self._jwks is not None else self._key
+
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=self._decode_algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                options=self._options,
+            )
+        except jwt.InvalidAudienceError as exc:
+            raise TokenError("audience_mismatch", _describe(exc)) from None
+        except jwt.InvalidIssuerError as exc:
+            raise TokenError("issuer_mismatch", _describe(exc)) from None
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenError("token_expired", _describe(exc)) from None
+        except jwt.ImmatureSignatureError as exc:
+            raise TokenError("token_not_yet_valid", _describe(exc)) from None
+        except jwt.InvalidSignatureError as exc:  # a DecodeError subclass: test it first
+            raise TokenError("token_invalid", _describe(exc)) from None
+        except jwt.DecodeError as exc:
+            raise TokenError("token_malformed", _describe(exc)) from None
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            # Other claim errors, a missing required claim, a key of the wrong type.
+            raise TokenError("token_invalid", _describe(exc)) from None
+
+        exp = self._check_times(claims)
+        self._remember(token, claims, exp)
+        return dict(claims)
+
+    def _check_times(self, claims: Mapping[str, Any]) -> float:
+        """Apply PyJWT's time rules with our clock; return ``exp``."""
+        now = self._clock()
+        exp = _numeric_date(claims, "exp")
+        iat = _numeric_date(claims, "iat")
+        nbf = _numeric_date(claims, "nbf") if "nbf" in claims else None
+        if exp <= now - self._leeway:
+            raise TokenError("token_expired", "exp is in the past")
+        if nbf is not None and nbf > now + self._leeway:
+            raise TokenError("token_not_yet_valid", "nbf is in the future")
+        if iat > now + self._leeway:
+            raise TokenError("token_not_yet_valid", "iat is in the future")
+        return exp
+
+    def _remember(self, token: str, claims: dict[str, Any], exp: float) -> None:
+        if self._cache_size == 0 or self._clock() >= exp:
+            return
+        with self._cache_lock:
+            self._cache.pop(token, None)
+            while len(self._cache) >= self._cache_size:
+                self._cache.popitem(last=False)
+            self._cache[token] = (claims, exp)
+
+
+def _check_algorithms(algorithms: Sequence[str]) -> frozenset[str]:
+    if isinstance(algorithms, str):
+        raise ValueError("algorithms must be a list of names, not one string")
+    allowed = frozenset(algorithms)
+    if not allowed:
+        raise ValueError("algorithms must not be empty")
+    unknown = allowed - _SUPPORTED
+    if unknown:
+        raise ValueError(f"unsupported algorithms {sorted(unknown)}; use {sorted(_SUPPORTED)}")
+    if allowed & _SYMMETRIC and allowed & _ASYMMETRIC:
+        raise ValueError("HS256 cannot be mixed with public-key algorithms")
+    return allowed
+
+
+def _static_key(key: Any) -> tuple[Any, str]:
+    """Normalise a verification key and name the one algorithm it is for."""
+    if isinstance(key, str):
+        key = key.encode()
+    if isinstance(key, (bytes, bytearray)):
+        secret = bytes(key)
+        if len(secret) < _MIN_SECRET_BYTES:
+            raise ValueError(f"an HS256 secret needs at least {_MIN_SECRET_BYTES} bytes")
+        try:
+            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+        except jwt.PyJWTError:
+            raise ValueError("the HS256 secret looks like a PEM/SSH/DER key") from None
+        return secret, "HS256"
+    if isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        key = key.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise ValueError(f"RSA keys need at least {_MIN_RSA_BITS} bits")
+        return key, "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError("EC keys must be on curve P-256 (ES256)")
+        return key, "ES256"
+    raise ValueError(f"unsupported key type {type(key).__name__}")
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TokenError("token_invalid", f"{name} is not a NumericDate")
+    return float(value)
+
+
+def _describe(exc: Exception) -> str:
+    """Log text for a PyJWT error: its class and message, which never echo the token."""
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+# --------------------------------------------------------------------------- service tokens
+
+
+class ServiceTokens:
+    """Check ``CF-Access-Client-Id`` / ``CF-Access-Client-Secret`` pairs.
+
+    Secrets are compared as SHA-256 digests with :func:`hmac.compare_digest`,
+    so neither their content nor their length leaks through timing, and an
+    unknown client id costs the same hash and comparison as a known one.
+    Client ids are not secret (Cloudflare sends them in the clear).
+    """
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self._digests: dict[str, bytes] = {}
+        self._identities: dict[str, Identity] = {}
+        for client_id, secret in tokens.items():
+            if not _credential_ok(client_id):
+                raise ValueError("a service token client id must be non-empty ASCII")
+            if not isinstance(secret, str) or not secret:
+                raise ValueError(f"service token {client_id!r}: the secret must be a string")
+            if secret.startswith("sha256:"):
+                if not re.fullmatch(r"[0-9a-fA-F]{64}", secret[7:]):
+                    raise ValueError(
+                        f"service token {client_id!r}: 'sha256:' must be followed by 64 hex digits"
+                    )
+                digest = bytes.fromhex(secret[7:])
+            else:
+                digest = hashlib.sha256(secret.encode()).digest()
+            self._digests[client_id] = digest
+            self._identities[client_id] = Identity(
+                subject=client_id,
+                email=None,
+                claims={},
+                source="service_token",
+                is_service=True,
+                common_name=client_id,
+            )
+        self._decoy = secrets.token_bytes(32)
+
+    def check(self, client_id: str, client_secret: str) -> Identity:
+        """The service identity for a valid pair, else ``TokenError("service_token_invalid")``."""
+        if not (_credential_ok(client_id) and _credential_ok(client_secret)):
+            raise TokenError("service_token_invalid", "client id or secret is not short ASCII")
+        expected = self._digests.get(client_id)
+        given = hashlib.sha256(client_secret.encode()).digest()
+        matches = hmac.compare_digest(given, self._decoy if expected is None else expected)
+        if expected is None or not matches:
+            raise TokenError("service_token_invalid", f"no match for client id {client_id[:64]!r}")
+        return self._identities[client_id]
+
+
+def _credential_ok(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_CREDENTIAL_BYTES and value.isascii()
+
+
+# --------------------------------------------------------------------------- issuing
+
+
+_RESERVED_CLAIMS = frozenset({"sub", "iat", "nbf", "exp", "iss", "aud"})
+
+
+class TokenIssuer:
+    """Sign the app's own access tokens (HS256, or RS256/ES256 with a private key).
+
+    The issuer owns the claims that decide validity — ``sub``, ``iat``,
+    ``nbf``, ``exp``, ``iss``, ``aud`` — so a caller's extra claims cannot
+    quietly extend a token's life or aim it at another audience.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: str,
+        key: Any,
+        kid: str | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
+    ) -> None:
+        if algorithm not in _SUPPORTED:
+            raise ValueError(f"unsupported algorithm {algorithm!r}; use {sorted(_SUPPORTED)}")
+        if algorithm != "HS256" and isinstance(key, (str, bytes)):
+            key, _, pem_algorithm = load_private_key(key)
+            if pem_algorithm != algorithm:
+                raise ValueError(f"the PEM key is for {pem_algorithm}, not {algorithm}")
+        if algorithm == "HS256":
+            key, _ = _static_key(key)
+        else:
+            if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+                raise ValueError(f"{algorithm} needs a private key")
+            _, key_algorithm = _static_key(key)
+            if key_algorithm != algorithm:
+                raise ValueError(f"the key is for {key_algorithm}, not {algorithm}")
+        self._algorithm = algorithm
+        self._key = key
+        self._headers = {"kid": kid} if kid else None
+        self._fixed: dict[str, Any] = {}
+        if issuer is not None:
+            self._fixed["iss"] = issuer
+        if audience is not None:
+            self._fixed["aud"] = audience
+
+    def issue(self, subject: str, claims: Mapping[str, Any] | None = None, ttl: int = 3600) -> str:
+        """A signed token for ``subject``, valid from now for ``ttl`` seconds."""
+        if not isinstance(subject, str) or not subject:
+            raise ValueError("subject must be a non-empty string")
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+            raise ValueError("ttl must be a positive number of seconds")
+        extra = dict(claims or {})
+        clash = _RESERVED_CLAIMS.intersection(extra)
+        if clash:
+            raise ValueError(f"claims may not set {sorted(clash)}; the issuer sets them")
+        now = int(time.time())
+        payload = {"jti": secrets.token_urlsafe(16), **extra, **self._fixed}
+        payload.update(sub=subject, iat=now, nbf=now, exp=now + ttl)
+        return jwt.encode(payload, self._key, algorithm=self._algorithm, headers=self._headers)
+
+
+def load_private_key(pem: str | bytes) -> tuple[Any, Any, str]:
+    """Load an unencrypted PEM private key: ``(private, public, "RS256" | "ES256")``.
+
+    Only keys worth trusting are accepted: RSA of at least 2048 bits, or EC on
+    P-256. The error never repeats the key material.
+    """
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise ValueError("the PEM private key is encrypted; give an unencrypted key") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("signing_key is not a PEM-encoded private key") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise ValueError(
+                f"RSA signing keys need at least {_MIN_RSA_BITS} bits (this one has {key.key_size})"
+            )
+        return key, key.public_key(), "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError(f"EC signing keys must use curve P-256, not {key.curve.name}")
+        return key, key.public_key(), "ES256"
+    raise ValueError(f"unsupported signing key type {type(key).__name__}; use RSA or EC P-256")
