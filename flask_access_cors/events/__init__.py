@@ -1,0 +1,25 @@
+"""The debug event log (SPEC section 6): why was this request denied?
+
+Pure Python, no Flask: the extension builds an :class:`Event` for each denial
+and hands it to an :class:`EventLog`, which writes it to a :class:`Store`
+(``memory://``, ``sqlite:///PATH`` or ``redis://HOST:PORT/DB``, see
+:func:`open_store`) from a background thread.
+"""
+
+from .log import EventLog
+from .model import REASONS, REQUEST_TYPES, Event, describe, escape
+from .stores import MemoryStore, RedisStore, SQLiteStore, Store, open_store
+
+__all__ = [
+    "REASONS",
+    "REQUEST_TYPES",
+    "Event",
+    "EventLog",
+    "MemoryStore",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+    "describe",
+    "escape",
+    "open_store",
+]
