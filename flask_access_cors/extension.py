@@ -585,6 +585,8 @@ class AccessCors:
             problems.raise_if_any()
 
     def init_app(self, app: Flask, **settings: Any) -> None:
+        if "access_cors" in app.extensions:
+            raise RuntimeError("flask-access-cors is already initialised for this app")
         problems = Problems()
         raw = config_settings(app.config, problems)
         raw.update(self._settings)

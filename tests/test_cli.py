@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,32 @@ def test_cli_in_a_real_process_reads_what_another_wrote(tmp_path: Path) -> None:
     events: list[dict[str, Any]] = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(e["origin"] for e in events) == [f"https://evil{i}.example" for i in range(5)]
     assert all(e["reason"] == "origin_not_allowed" for e in events)
+
+
+def test_events_follow_prints_new_events_as_they_come(tmp_path: Path) -> None:
+    db = tmp_path / "events.sqlite3"
+    (tmp_path / "followapp.py").write_text(textwrap.dedent(f"""
+        from flask import Flask
+        from flask_access_cors import AccessCors
+        app = Flask(__name__)
+        AccessCors(app, origins=["{APP}"], debug=True, event_store="sqlite:///{db}")
+        app.get("/items")(lambda: "items")
+    """))
+    env = {**os.environ, "FLASK_APP": "followapp", "PYTHONPATH": str(tmp_path)}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "flask", "access-cors", "events", "--follow", "--json"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)  # the follower is polling an empty log
+        writer = ("from followapp import app\n"
+                  "app.test_client().get('/items', headers={'Origin': 'https://late.example'})\n")
+        subprocess.run([sys.executable, "-c", writer], env=env, cwd=tmp_path, check=True,
+                       timeout=60)
+        assert follower.stdout is not None
+        ready, _, _ = select.select([follower.stdout], [], [], 20)
+        assert ready, "the follower printed nothing within 20 s"
+        line = follower.stdout.readline()
+        assert json.loads(line)["origin"] == "https://late.example"
+    finally:
+        follower.terminate()
+        follower.wait(10)

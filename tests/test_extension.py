@@ -422,3 +422,9 @@ def test_denial_body_says_nothing_beyond_the_status(app_factory: Factory) -> Non
     app, _, _ = app_factory(origins=[APP])
     body = app.test_client().get("/items", headers={"Origin": EVIL}).get_data(as_text=True)
     assert EVIL not in body and "origin" not in body.lower()
+
+
+def test_init_app_twice_is_refused(app_factory: Factory) -> None:
+    app, access, _ = app_factory(origins=[APP])
+    with pytest.raises(RuntimeError):
+        access.init_app(app)
