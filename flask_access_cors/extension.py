@@ -23,7 +23,7 @@ from blinker import Namespace
 from flask import Blueprint, Flask, Response, current_app, has_request_context, request
 from flask.sansio.blueprints import BlueprintSetupState
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import cors
 from .cors import ACTUAL, MALFORMED, NOT_CORS, PREFLIGHT, SAME_ORIGIN, Denial
@@ -171,12 +171,6 @@ class _State:
         self.by_endpoint: dict[str, Policy | None] = {}
         self.prefixes: list[tuple[str, Policy]] = []
         self.app_policy = self._compile((), "app", problems)
-        if self.app_policy.preflight == "gate":
-            logger.warning(
-                "flask-access-cors: preflight='gate' makes browsers fail every credentialed "
-                "preflight (they never send credentials on one); use 'respond' unless a proxy "
-                "in front adds them"
-            )
         problems.raise_if_any()
 
     # -- configuration ---------------------------------------------------------
@@ -256,6 +250,12 @@ class _State:
         merged = merge_layers(*layers)
         check_policy(merged, name, problems)
         policy = compile_policy(name, merged)
+        if policy.preflight == "gate":
+            logger.warning(
+                "flask-access-cors: %s: preflight='gate' makes browsers fail every preflight "
+                "(they never send credentials on one); use 'respond' unless a proxy in front "
+                "adds them", name,
+            )
         if policy.gate and self.gate.verifier is None and self.gate.service_tokens is None:
             problems.add(
                 "missing_verifier",
@@ -397,21 +397,31 @@ class _State:
                 req.method, origin, _own_origin(environ),
                 "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
             )
+        headers: Iterable[Header]
         if (policy.excluded_exact or policy.excluded_prefixes) and policy.is_excluded(
             self.routed_path(req.path)
         ):
-            if kind in (NOT_CORS, SAME_ORIGIN):
-                return None
-            return Outcome(policy, kind, (), 403, "excluded_path", req.path)
-        headers: Iterable[Header]
-        if kind is PREFLIGHT:
+            if kind is not NOT_CORS and kind is not SAME_ORIGIN:
+                return Outcome(policy, kind, (), 403, "excluded_path", req.path)
+            headers = ()  # no CORS header ever; the gate still applies
+        elif kind is PREFLIGHT:
             assert origin is not None
+            request_method = environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"]
+            if (
+                rule is not None
+                and request_method.upper() not in route_methods  # type: ignore[operator]
+            ):
+                # One URL, one view per method (@app.get + @app.post): Werkzeug matched the
+                # OPTIONS to the first rule; ask about the rule the actual request will hit.
+                found = self.rule_for(req, request_method.upper())
+                if found is not None:
+                    policy, route_methods = found
             if policy.preflight == "gate":
                 gate = self.check_gate(policy, kind, environ, policy.vary_only)
                 if gate is not None:
                     return gate
             result = cors.preflight(
-                policy, origin, environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"],
+                policy, origin, request_method,
                 environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"),
                 environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"),
                 route_methods,
@@ -439,6 +449,25 @@ class _State:
                 return gate
         return Outcome(policy, kind, headers)
 
+    def rule_for(self, req: Any, method: str) -> tuple[Policy, Collection[str]] | None:
+        """The policy and methods of the rule ``method`` would reach at this URL, if any."""
+        from flask.globals import request_ctx
+
+        adapter = request_ctx.url_adapter
+        if adapter is None:
+            return None
+        try:
+            rule, _ = adapter.match(method=method, return_rule=True)
+        except HTTPException:
+            return None
+        policy = self.by_endpoint.get(rule.endpoint, False)
+        if policy is False:
+            policy = self.endpoint_policy(rule.endpoint)
+        if policy is None:  # an exempt view: answer from the matched rule's policy
+            return None
+        assert isinstance(policy, Policy)
+        return policy, rule.methods or ()
+
     def check_gate(self, policy: Policy, kind: str, environ: Mapping[str, Any],
                    headers: Iterable[Header]) -> Outcome | None:
         found = self.gate.identify(environ)
@@ -453,10 +482,11 @@ class _State:
         """Point an unauthenticated caller at the login page, with a signed way back."""
         if self.serializer is None or self.login_url is None or outcome.status != 401:
             return
+        accept = req.accept_mimetypes
         navigating = req.headers.get("Sec-Fetch-Mode") == "navigate" or (
             "Sec-Fetch-Mode" not in req.headers
             and kind in (NOT_CORS, SAME_ORIGIN)
-            and "text/html" in req.headers.get("Accept", "")
+            and accept["text/html"] > accept["application/json"]
         )
         if navigating and req.method in ("GET", "HEAD"):
             target = quote(req.path, safe="/:@!$&'()*+,;=-._~")
@@ -507,7 +537,9 @@ class _State:
         status = outcome.status
         response_class = self.app.response_class
         if status == 204:
-            return response_class(status=204)
+            response = response_class(status=204)
+            del response.headers["Content-Type"]  # an empty answer has no media type
+            return response
         if status == 302:
             return response_class(status=302, headers={"Location": outcome.location or "/"})
         if status == 401:
@@ -585,6 +617,8 @@ class AccessCors:
             problems.raise_if_any()
 
     def init_app(self, app: Flask, **settings: Any) -> None:
+        """Validate the settings (raising :class:`ConfigError` with every problem) and install
+        the hook, the WSGI header wrapper and the ``flask access-cors`` commands."""
         if "access_cors" in app.extensions:
             raise RuntimeError("flask-access-cors is already initialised for this app")
         problems = Problems()
@@ -697,6 +731,7 @@ class AccessCors:
         return response
 
     def clear_access_cookie(self, response: Response) -> Response:
+        """Expire the access cookie (log out), with the attributes it was set with."""
         state = self._state()
         response.delete_cookie(
             state.gate.cookie_name, path="/", secure=_secure_cookie(), httponly=True,

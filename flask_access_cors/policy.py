@@ -88,8 +88,7 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
     credentials: bool = merged["credentials"]
     matcher = OriginMatcher(origins.patterns, origins.callables)
     any_origin = origins.any and not credentials
-    enabled: bool = merged["enabled"]
-    vary = enabled and bool(matcher) and not any_origin
+    vary = not any_origin
 
     actual_tail: list[Header] = []
     preflight_tail: list[Header] = []
@@ -119,7 +118,7 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
         allow_headers=allow.names,
         credentials=credentials,
         private_network=merged["private_network"],
-        enabled=enabled,
+        enabled=merged["enabled"],
         excluded_exact=frozenset(p for p in excluded if not p.endswith("*")),
         excluded_prefixes=tuple(p[:-1] for p in excluded if p.endswith("*")),
         preflight=merged["preflight"],

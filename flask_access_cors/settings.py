@@ -188,12 +188,13 @@ class HeaderNames:
 
 def _allow_headers(value: Any, name: str, problems: Problems) -> HeaderNames:
     items = _strings(value, name, problems, allow_star=True) or []
-    if items == ["*"]:
-        return HeaderNames(any=True)
+    star = "*" in items  # "*" never covers Authorization, which may be listed beside it
     names: set[str] = set()
     for item in items:
         low = item.lower()
-        if not _TOKEN.match(item) or item == "*":
+        if item == "*":
+            continue
+        if not _TOKEN.match(item):
             problems.add("invalid_header", f"{name}: {item!r} is not a valid header name")
         elif low in _FORBIDDEN_HEADERS or low.startswith(_FORBIDDEN_HEADER_PREFIXES):
             problems.add(
@@ -201,7 +202,7 @@ def _allow_headers(value: Any, name: str, problems: Problems) -> HeaderNames:
             )
         else:
             names.add(low)
-    return HeaderNames(names=frozenset(names))
+    return HeaderNames(any=star, names=frozenset(names))
 
 
 def _expose_headers(value: Any, name: str, problems: Problems) -> HeaderNames:
@@ -430,7 +431,7 @@ def _login_url(value: Any, name: str, problems: Problems) -> str | None:
 
 def _event_store(value: Any, name: str, problems: Problems) -> str | None:
     text = _optional_str(value, name, problems)
-    if text is not None and not text.startswith(("memory://", "sqlite:///", "redis://")):
+    if text is not None and not text.startswith(("memory://", "sqlite:///", "redis://", "rediss://")):
         problems.add(
             "invalid_value",
             f"{name} must be memory://, sqlite:///PATH or redis://HOST:PORT/DB, not {text!r}",

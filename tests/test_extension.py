@@ -428,3 +428,46 @@ def test_init_app_twice_is_refused(app_factory: Factory) -> None:
     app, access, _ = app_factory(origins=[APP])
     with pytest.raises(RuntimeError):
         access.init_app(app)
+
+
+def test_one_url_with_a_view_per_method(app_factory: Factory) -> None:
+    app, access, ran = app_factory(origins=[APP], methods=["GET"])
+
+    @app.get("/things")
+    def list_things() -> str:
+        ran.append("list")
+        return "list"
+
+    @app.post("/things")
+    @access.cors(methods=["POST"])
+    def create_thing() -> str:
+        ran.append("create")
+        return "create"
+
+    client = app.test_client()
+    response = preflight(client, "/things", method="POST", headers="content-type")
+    assert response.status_code == 204  # answered from the POST view's policy
+    assert response.headers["Access-Control-Allow-Methods"] == "POST"
+    assert preflight(client, "/things", method="DELETE").status_code == 403
+    assert client.post("/things", headers={"Origin": APP}).status_code == 200
+    assert ran == ["create"]
+
+
+def test_vary_origin_even_without_allowed_origins(app_factory: Factory) -> None:
+    for settings in ({}, {"origins": [APP], "enabled": False}):
+        app, _, _ = app_factory(**settings)
+        assert app.test_client().get("/items").headers.getlist("Vary") == ["Origin"]
+
+
+def test_preflight_answer_has_no_content_type(app_factory: Factory) -> None:
+    app, _, _ = app_factory(origins=[APP])
+    response = preflight(app.test_client(), "/items")
+    assert response.status_code == 204 and "Content-Type" not in response.headers
+
+
+def test_star_headers_with_authorization_listed(app_factory: Factory) -> None:
+    app, _, _ = app_factory(origins=[APP], allow_headers=["*", "Authorization"])
+    star, _, _ = app_factory(origins=[APP], allow_headers="*")
+    assert preflight(app.test_client(), "/items", headers="authorization,x-any").status_code == 204
+    assert preflight(star.test_client(), "/items", headers="authorization").status_code == 403
+    assert preflight(star.test_client(), "/items", headers="x-any").status_code == 204

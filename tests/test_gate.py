@@ -291,3 +291,41 @@ def test_team_domain_fills_in_cloudflare_urls() -> None:
     verifier = app.extensions["access_cors"].gate.verifier
     assert verifier is not None
     assert verifier._jwks.url == "https://myteam.cloudflareaccess.com/cdn-cgi/access/certs"
+
+
+def test_excluded_paths_still_need_authentication() -> None:
+    app, access, ran = gated_app(excluded_paths=["/api/data"])
+    client = app.test_client()
+    assert client.get("/api/data").status_code == 401  # excluded from CORS, not from the gate
+    assert client.get("/api/data", headers={"Origin": SPA}).status_code == 403
+    with app.test_request_context("/"):
+        token = access.issue_token("ann")
+    ok = client.get("/api/data", headers={"Cf-Access-Jwt-Assertion": token})
+    assert ok.status_code == 200 and "Access-Control-Allow-Origin" not in ok.headers
+    assert reasons(app, access) == ["excluded_path", "token_missing"]
+
+
+@pytest.mark.parametrize(
+    ("accept", "fetch_mode", "status"),
+    [("text/html,application/xhtml+xml,*/*;q=0.8", None, 302),
+     ("application/json, text/html;q=0.1", None, 401),
+     ("*/*", None, 401),
+     ("*/*", "navigate", 302),
+     ("text/html", "cors", 401)],
+)
+def test_login_redirect_only_for_page_navigations(accept: str, fetch_mode: str | None,
+                                                  status: int) -> None:
+    app, _, _ = gated_app(login_url="/login")
+    headers = {"Accept": accept}
+    if fetch_mode:
+        headers["Sec-Fetch-Mode"] = fetch_mode
+    assert app.test_client().get("/api/data", headers=headers).status_code == status
+
+
+def test_client_id_header_without_service_tokens_falls_back_to_the_token() -> None:
+    app, access, _ = gated_app()
+    with app.test_request_context("/"):
+        token = access.issue_token("ann")
+    response = app.test_client().get("/api/data", headers={
+        "CF-Access-Client-Id": "passed-through", "Cf-Access-Jwt-Assertion": token})
+    assert response.status_code == 200 and response.get_json()["source"] == "header"
