@@ -294,7 +294,7 @@ def test_team_domain_fills_in_cloudflare_urls() -> None:
 
 
 def test_excluded_paths_still_need_authentication() -> None:
-    app, access, ran = gated_app(excluded_paths=["/api/data"])
+    app, access, _ran = gated_app(excluded_paths=["/api/data"])
     client = app.test_client()
     assert client.get("/api/data").status_code == 401  # excluded from CORS, not from the gate
     assert client.get("/api/data", headers={"Origin": SPA}).status_code == 403
