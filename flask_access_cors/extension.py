@@ -24,6 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, has_request_context, 
 from flask.sansio.blueprints import BlueprintSetupState
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.wrappers import Response as BaseResponse
 
 from . import cors
 from .cors import ACTUAL, MALFORMED, NOT_CORS, PREFLIGHT, SAME_ORIGIN, Denial
@@ -52,6 +53,7 @@ logger = logging.getLogger("flask_access_cors")
 request_denied = Namespace().signal("request-denied")
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R", bound=BaseResponse)
 
 _BOX = "flask_access_cors.headers"
 _IDENTITY = "flask_access_cors.identity"
@@ -721,7 +723,7 @@ class AccessCors:
             raise RuntimeError("issue_token needs jwt_secret or signing_key to be configured")
         return issuer.issue(subject, claims, ttl)
 
-    def set_access_cookie(self, response: Response, token: str) -> Response:
+    def set_access_cookie(self, response: R, token: str) -> R:
         """Set the access cookie: ``HttpOnly``, ``Secure``, ``SameSite=Lax``, ``Path=/``."""
         state = self._state()
         response.set_cookie(
@@ -730,7 +732,7 @@ class AccessCors:
         )
         return response
 
-    def clear_access_cookie(self, response: Response) -> Response:
+    def clear_access_cookie(self, response: R) -> R:
         """Expire the access cookie (log out), with the attributes it was set with."""
         state = self._state()
         response.delete_cookie(
