@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["cli"]
 
 _DURATION = re.compile(r"(\d+)([smhd])\Z")
+_FOLLOW_GRACE = timedelta(seconds=30)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -37,7 +38,10 @@ def parse_duration(value: str) -> timedelta:
     match = _DURATION.match(value.strip())
     if not match:
         raise ValueError(f"{value!r} is not a duration like 30s, 10m, 2h or 7d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{value!r} is longer than any log can be") from None
 
 
 @click.group("access-cors")
@@ -79,7 +83,7 @@ def events_command(reason: str | None, status: int | None, path: str | None,
     filters: dict[str, Any] = {"reason": reason, "status": status, "path": path, "origin": origin}
     try:
         found = log.search(**filters, since=since, limit=limit)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise click.UsageError(str(exc)) from None
     if follow:
         found.reverse()
@@ -89,17 +93,21 @@ def events_command(reason: str | None, status: int | None, path: str | None,
         if not found and not as_json:
             click.echo("no events", err=True)
         return
-    seen = {e.id for e in found}
-    newest = max((e.time for e in found), default=None)
+    # Events reach the store late and out of time order (other workers' writers, the
+    # summaries of suppressed repeats): look back a grace period and skip what was shown.
+    seen = {e.id: e.time for e in found}
     try:
         while True:
             time.sleep(1.0)
-            fresh = log.search(**filters, since=newest or since, limit=limit)
+            window = datetime.now(timezone.utc) - _FOLLOW_GRACE
+            if since_text is not None:
+                window = max(window, datetime.now(timezone.utc) - since)
+            fresh = log.search(**filters, since=window, limit=limit)
             for event in reversed(fresh):
                 if event.id not in seen:
-                    seen.add(event.id)
+                    seen[event.id] = event.time
                     _print_event(event, as_json)
-                    newest = event.time if newest is None else max(newest, event.time)
+            seen = {i: t for i, t in seen.items() if t >= window - _FOLLOW_GRACE}
     except KeyboardInterrupt:
         return
 
@@ -138,7 +146,11 @@ def check_command(method: str, path: str, origin: str, headers: tuple[str, ...],
         if outcome is None:
             click.echo("outcome: untouched (exempt view, or excluded path without CORS)")
             return
-        if outcome.status == 0:
+        routing = request.routing_exception
+        if outcome.status == 0 and routing is not None:
+            code = getattr(routing, "code", None)
+            verdict = f"allowed by the policy; routing answers {code} (fallback policy)"
+        elif outcome.status == 0:
             verdict = "allowed: the view runs"
         elif outcome.status == 204:
             verdict = "allowed: preflight answered 204"

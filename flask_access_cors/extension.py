@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urljoin
 
 from blinker import Namespace
 from flask import Blueprint, Flask, Response, current_app, has_request_context, request
@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from . import cors
 from .cors import ACTUAL, MALFORMED, NOT_CORS, PREFLIGHT, SAME_ORIGIN, Denial
-from .events import Event, EventLog, open_store
+from .events import Event, EventLog, Store, open_store
 from .gate import Gate, authorize
 from .origins import is_loopback_host
 from .policy import Header, Policy, compile_policy, merge_layers, policy_defaults
@@ -56,6 +56,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R", bound=BaseResponse)
 
 _BOX = "flask_access_cors.headers"
+_ANSWER = "flask_access_cors.answer"
 _IDENTITY = "flask_access_cors.identity"
 _VIEW_SETTINGS = "_access_cors_settings"
 _PUBLIC = "_access_cors_public"
@@ -116,6 +117,13 @@ def _merge_headers(headers: list[tuple[str, str]], add: Iterable[Header]) -> Non
             headers[vary_at] = ("Vary", ", ".join(present))
 
 
+class _Answer(HTTPException):
+    """The extension's own answer, raised past the app's URL value preprocessors."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response=response)
+
+
 class _HeaderMiddleware:
     """Adds the headers the hook decided on, at ``start_response``."""
 
@@ -164,9 +172,15 @@ class _State:
         )
         self.event_store: str = store
         self.event_retention: int = app_values["event_retention"]
+        self._store: Store | None = None
+        try:  # opening is lazy for sqlite and redis: this checks the URL, connects nothing
+            self._store = open_store(store, retention=self.event_retention)
+        except (ValueError, ImportError) as exc:
+            problems.add("invalid_value", f"event_store: {exc}")
         self._events: EventLog | None = None
         self._lock = threading.Lock()
         self.merge_slashes = app.url_map.merge_slashes
+        self.trap = bool(app.config.get("TRAP_HTTP_EXCEPTIONS"))
         #: Parsed blueprint layers and URL prefixes, by registered (dotted) name.
         self.blueprints: dict[str, tuple[dict[str, Any], str | None]] = {}
         self.by_chain: dict[tuple[str, ...], Policy] = {}
@@ -279,13 +293,15 @@ class _State:
             return self.app_policy
         policy = self.by_chain.get(chain)
         if policy is None:
+            before = len(problems.items)
             policy = self._compile(chain, f"blueprint:{chain[-1]}", problems)
-            self.by_chain[chain] = policy
+            if len(problems.items) == before:  # a policy with problems is never served
+                self.by_chain[chain] = policy
         return policy
 
-    def add_blueprint(self, name: str, layer: dict[str, Any], url_prefix: str | None) -> None:
+    def add_blueprint(self, name: str, layer: dict[str, Any], url_prefix: str | None,
+                      problems: Problems) -> None:
         self.blueprints[name] = (layer, url_prefix)
-        problems = Problems()
         self.by_chain.clear()
         self.by_endpoint.clear()
         policy = self._chain_policy(self._chain(name), problems)
@@ -294,13 +310,13 @@ class _State:
             prefixes.append((url_prefix.rstrip("/"), policy))
         self.prefixes = sorted(prefixes, key=lambda p: -len(p[0]))
         self.compile_views(problems)
-        problems.raise_if_any()
 
     def compile_views(self, problems: Problems) -> None:
         for endpoint in list(self.app.view_functions):
             self._compile_endpoint(endpoint, problems)
 
     def _compile_endpoint(self, endpoint: str, problems: Problems) -> Policy | None:
+        before = len(problems.items)
         view = self.app.view_functions.get(endpoint)
         policy: Policy | None
         if view is not None and getattr(view, _EXEMPT, False):
@@ -314,11 +330,16 @@ class _State:
                 policy = self._chain_policy(chain, problems)
             else:
                 policy = self._compile(chain, f"view:{endpoint}", problems, layer)
-        self.by_endpoint[endpoint] = policy
+        if len(problems.items) == before:  # a policy with problems is never served
+            self.by_endpoint[endpoint] = policy
         return policy
 
     def endpoint_policy(self, endpoint: str) -> Policy | None:
-        """The policy of a view added after start; compiled once, then looked up."""
+        """The policy of a view added after start; compiled once, then looked up.
+
+        A view whose settings are wrong in combination raises :class:`ConfigError` on
+        every request to it (a 500, logged by Flask): it fails closed, never open.
+        """
         problems = Problems()
         policy = self._compile_endpoint(endpoint, problems)
         problems.raise_if_any()
@@ -336,13 +357,40 @@ class _State:
         if self._events is None:
             with self._lock:
                 if self._events is None:
-                    store = open_store(self.event_store, retention=self.event_retention)
-                    self._events = EventLog(store)
+                    assert self._store is not None  # else init_app raised ConfigError
+                    self._events = EventLog(self._store)
         return self._events
 
     # -- the request -----------------------------------------------------------
 
+    def preprocess(self, endpoint: str | None, values: dict[str, Any] | None) -> None:
+        """The decision, taken before any of the app's URL value preprocessors and hooks.
+
+        An answer (preflight, denial) is handed to the ``before_request`` hook that
+        runs first. When the app has URL value preprocessors that would run before
+        that hook, it is raised instead as a code-less ``HTTPException``, which Flask
+        returns as is (no error handler replaces it), so none of the app's code runs
+        for a refused request. Under ``TRAP_HTTP_EXCEPTIONS`` a raise would become a
+        500, so the answer always goes to the hook.
+        """
+        response = self.answer()
+        if response is None:
+            return
+        if self.trap or not self._more_preprocessors():
+            request.environ[_ANSWER] = response
+        else:
+            raise _Answer(response)
+
+    def _more_preprocessors(self) -> bool:
+        found = self.app.url_value_preprocessors
+        return len(found.get(None, ())) > 1 or any(name in found for name in request.blueprints)
+
     def before_request(self) -> Response | None:
+        """Returns the answer :meth:`preprocess` decided on, before the app's own hooks."""
+        answer: Response | None = request.environ.pop(_ANSWER, None)
+        return answer
+
+    def answer(self) -> Response | None:
         req = request._get_current_object()  # type: ignore[attr-defined]
         outcome = self.decide(req)
         if outcome is None:
@@ -382,9 +430,15 @@ class _State:
                 policy = self.by_endpoint[rule.endpoint]
             except KeyError:
                 policy = self.endpoint_policy(rule.endpoint)
-            if policy is None:
-                return None
             route_methods = rule.methods
+            if policy is None:
+                acrm = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+                if req.method != "OPTIONS" or acrm is None:
+                    return None
+                found = self.rule_for(req, acrm.upper())
+                if found is None or found[1] is rule.methods:
+                    return None
+                policy, route_methods = found
         else:
             policy = self.fallback_policy(req.path)
             exc = req.routing_exception
@@ -404,14 +458,15 @@ class _State:
             self.routed_path(req.path)
         ):
             if kind is not NOT_CORS and kind is not SAME_ORIGIN:
-                return Outcome(policy, kind, (), 403, "excluded_path", req.path)
-            headers = ()  # no CORS header ever; the gate still applies
+                return Outcome(policy, kind, policy.vary_only, 403, "excluded_path", req.path)
+            headers = policy.vary_only  # no CORS header ever; the gate still applies
         elif kind is PREFLIGHT:
             assert origin is not None
             request_method = environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"]
             if (
                 rule is not None
-                and request_method.upper() not in route_methods  # type: ignore[operator]
+                and route_methods is not None
+                and request_method.upper() not in route_methods
             ):
                 # One URL, one view per method (@app.get + @app.post): Werkzeug matched the
                 # OPTIONS to the first rule; ask about the rule the actual request will hit.
@@ -421,6 +476,8 @@ class _State:
             if policy.preflight == "gate":
                 gate = self.check_gate(policy, kind, environ, policy.vary_only)
                 if gate is not None:
+                    if gate.status == 401:
+                        self.add_login(req, gate, kind, origin)
                     return gate
             result = cors.preflight(
                 policy, origin, request_method,
@@ -451,7 +508,7 @@ class _State:
                 return gate
         return Outcome(policy, kind, headers)
 
-    def rule_for(self, req: Any, method: str) -> tuple[Policy, Collection[str]] | None:
+    def rule_for(self, req: Any, method: str) -> tuple[Policy, Collection[str] | None] | None:
         """The policy and methods of the rule ``method`` would reach at this URL, if any."""
         from flask.globals import request_ctx
 
@@ -465,10 +522,9 @@ class _State:
         policy = self.by_endpoint.get(rule.endpoint, False)
         if policy is False:
             policy = self.endpoint_policy(rule.endpoint)
-        if policy is None:  # an exempt view: answer from the matched rule's policy
+        if not isinstance(policy, Policy):  # an exempt view is left alone
             return None
-        assert isinstance(policy, Policy)
-        return policy, rule.methods or ()
+        return policy, rule.methods
 
     def check_gate(self, policy: Policy, kind: str, environ: Mapping[str, Any],
                    headers: Iterable[Header]) -> Outcome | None:
@@ -496,8 +552,9 @@ class _State:
                 target += "?" + req.query_string.decode("latin-1")
             outcome.status = 302
             outcome.location = self.login_link(target)
-        elif kind is ACTUAL and origin is not None:
-            outcome.login_url = self.login_link(origin)
+        elif kind in (ACTUAL, PREFLIGHT) and origin is not None:
+            # absolute: the page that reads it lives on another origin
+            outcome.login_url = urljoin(req.host_url, self.login_link(origin))
         else:
             outcome.login_url = self.login_url
 
@@ -513,8 +570,15 @@ class _State:
             return _SLASHES.sub("/", path)
         return path
 
-    def deny(self, req: Any, outcome: Outcome) -> Event:
-        """The one place a denial is accounted for: event, log line, signal."""
+    def deny(self, req: Any, outcome: Outcome) -> Event | None:
+        """The one place a denial is accounted for: event, log line, signal.
+
+        The event is built only when something reads it (``debug``, a signal
+        receiver, or the logger at INFO), so a flood of denials costs little.
+        """
+        debug = outcome.policy.debug
+        if not (debug or request_denied.receivers or logger.isEnabledFor(logging.INFO)):
+            return None
         kind = MALFORMED if outcome.reason == "origin_malformed" else outcome.request_type
         identity = outcome.identity.subject if outcome.identity is not None else None
         event = Event.create(
@@ -529,8 +593,11 @@ class _State:
             identity=identity,
             detail=outcome.detail,
         )
-        if outcome.policy.debug:
-            self.events.record(event)
+        if debug:
+            try:
+                self.events.record(event)
+            except Exception:  # the log counts its own failures; this is a bug guard
+                logger.exception("flask-access-cors: the event log failed to record a denial")
         logger.info("%s %s %s: %s", event.status, event.method, event.path, event.message)
         request_denied.send(self.app, event=event)
         return event
@@ -611,6 +678,7 @@ class AccessCors:
         self._settings = settings
         self._blueprints: dict[Blueprint, dict[str, Any]] = {}
         self._app: Flask | None = None
+        self._states: list[_State] = []
         if app is not None:
             self.init_app(app)
         else:
@@ -628,13 +696,19 @@ class AccessCors:
         raw.update(self._settings)
         raw.update(settings)
         state = _State(self, app, raw, problems)
-        pending = app.extensions.pop("access_cors_pending", {})
-        app.extensions["access_cors"] = state
+        pending = app.extensions.get("access_cors_pending", {})
         for name, (layer, url_prefix) in pending.items():
-            state.add_blueprint(name, layer, url_prefix)
+            problems = Problems()
+            state.add_blueprint(name, layer, url_prefix, problems)
+            problems.raise_if_any()
         problems = Problems()
         state.compile_views(problems)
         problems.raise_if_any()
+        # Everything compiled: only now does the app count as protected.
+        app.extensions.pop("access_cors_pending", None)
+        app.extensions["access_cors"] = state
+        self._states.append(state)
+        app.url_value_preprocessors.setdefault(None, []).insert(0, state.preprocess)
         app.before_request_funcs.setdefault(None, []).insert(0, state.before_request)
         app.wsgi_app = _HeaderMiddleware(app.wsgi_app)  # type: ignore[method-assign]
         from .cli import cli
@@ -656,7 +730,9 @@ class AccessCors:
             name = f"{setup.name_prefix}.{setup.name}".lstrip(".")
             state = setup.app.extensions.get("access_cors")
             if isinstance(state, _State):
-                state.add_blueprint(name, layer, setup.url_prefix)
+                problems = Problems()
+                state.add_blueprint(name, layer, setup.url_prefix, problems)
+                problems.raise_if_any()
             else:
                 setup.app.extensions.setdefault("access_cors_pending", {})[name] = (
                     layer, setup.url_prefix,
@@ -673,11 +749,10 @@ class AccessCors:
 
         def decorate(view: F) -> F:
             setattr(view, _VIEW_SETTINGS, layer)
-            if self._app is not None:  # check the combination with the app's layer now
-                state = self._state(self._app)
-                problems = Problems()
+            problems = Problems()
+            for state in self._states:  # check the combination with each app's layer now
                 state._compile((), f"view:{view.__name__}", problems, layer)
-                problems.raise_if_any()
+            problems.raise_if_any()
             return view
 
         return decorate

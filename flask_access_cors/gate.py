@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import Any
 
 from .cors import Denial
 from .settings import Rule
@@ -53,18 +55,31 @@ def authorize(rule: Rule | None, identity: Identity) -> bool:
     return bool(rule.groups & identity.groups)
 
 
-@dataclass(frozen=True)
 class Gate:
-    """How this app recognises callers: a token verifier and/or service tokens."""
+    """How this app recognises callers: a token verifier and/or service tokens.
 
-    verifier: TokenVerifier | None
-    service_tokens: ServiceTokens | None
-    header_names: Sequence[str]
-    cookie_name: str
+    Identities of verified tokens are kept (bounded, never past the token's
+    ``exp``), so a caller sending the same token again costs a dict lookup and
+    a clock comparison, not a signature check and a new :class:`Identity`.
+    """
 
-    def identify(self, environ: Mapping[str, object]) -> Identity | Denial:
+    def __init__(self, verifier: TokenVerifier | None, service_tokens: ServiceTokens | None,
+                 header_names: Sequence[str], cookie_name: str, *, cache_size: int = 4096,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.verifier = verifier
+        self.service_tokens = service_tokens
+        self.header_names = tuple(header_names)
+        self.cookie_name = cookie_name
+        #: The WSGI environ keys of the token headers, computed once.
+        self.environ_keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in header_names)
+        self._cache: dict[tuple[str, str], tuple[Identity, float]] = {}
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def identify(self, environ: Mapping[str, Any]) -> Identity | Denial:
         """The caller's verified identity, or a denial (``401``, or ``503`` without keys)."""
-        get: Callable[[str], object] = environ.get
+        get = environ.get
         client_id = get(CLIENT_ID)
         if client_id is not None and self.service_tokens is not None:
             secret = get(CLIENT_SECRET)
@@ -75,26 +90,26 @@ class Gate:
             except TokenError as exc:
                 return Denial(exc.reason, str(client_id), 401)
         try:
-            found = locate_token(
-                lambda name: _header(environ, name),
-                _as_str(get("HTTP_COOKIE")),
-                self.header_names,
-                self.cookie_name,
-            )
+            found = locate_token(get, get("HTTP_COOKIE"), self.environ_keys, self.cookie_name)
             if found is None:
                 return Denial("token_missing", None, 401)
-            token, source = found
+            cached = self._cache.get(found)
+            if cached is not None and self._clock() < cached[1]:
+                return cached[0]
             if self.verifier is None:
                 return Denial("token_invalid", "no token verifier is configured", 401)
-            return identity_from_claims(self.verifier.verify(token), source)
+            claims = self.verifier.verify(found[0])
+            identity = identity_from_claims(claims, found[1])
         except TokenError as exc:
             status = 503 if exc.reason == "key_unavailable" else 401
             return Denial(exc.reason, exc.detail or None, status)
+        self._remember(found, identity, claims.get("exp"))
+        return identity
 
-
-def _as_str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _header(environ: Mapping[str, object], name: str) -> str | None:
-    return _as_str(environ.get("HTTP_" + name.upper().replace("-", "_")))
+    def _remember(self, key: tuple[str, str], identity: Identity, exp: object) -> None:
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or self._cache_size <= 0:
+            return
+        with self._lock:
+            while len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))  # the oldest entry
+            self._cache[key] = (identity, float(exp))

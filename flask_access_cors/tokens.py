@@ -673,9 +673,12 @@ def _static_key(key: Any) -> tuple[Any, str]:
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TokenError("token_invalid", f"{name} is not a NumericDate")
-    return float(value)
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TokenError("token_invalid", f"{name} is not a NumericDate")
+        return float(value)
+    except OverflowError:  # an int too large for a float (exp = 10**400)
+        raise TokenError("token_invalid", f"{name} is out of range") from None
 
 
 def _describe(exc: Exception) -> str:

@@ -54,6 +54,8 @@ def events_blueprint(access: AccessCors, *, require: Any, name: str = "access_co
         args = request.args
         try:
             status = int(args["status"]) if "status" in args else None
+            if status is not None and not 100 <= status <= 599:
+                raise ValueError("status must be an HTTP status code")
             limit = int(args.get("limit", "100"))
             if not 1 <= limit <= _MAX_LIMIT:
                 raise ValueError(f"limit must be within 1..{_MAX_LIMIT}")
@@ -62,7 +64,7 @@ def events_blueprint(access: AccessCors, *, require: Any, name: str = "access_co
                 reason=args.get("reason"), status=status, path=args.get("path"),
                 origin=args.get("origin"), since=since, limit=limit,
             )
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             return jsonify(error="bad_request", message=str(exc)), 400
         return jsonify(events=[event.to_dict() for event in found], dropped=access.events.dropped)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -70,7 +72,7 @@ def test_events_command_table_and_json() -> None:
 @pytest.mark.parametrize(
     "args",
     [["--since", "yesterday"], ["--reason", "no_such_reason"], ["--limit", "0"],
-     ["--status", "abc"]],
+     ["--status", "abc"], ["--since", "99999999d"], ["--since", "9999999999999d"]],
 )
 def test_events_command_usage_errors(args: list[str]) -> None:
     app, _, _ = build()
@@ -90,6 +92,8 @@ def test_events_command_usage_errors(args: list[str]) -> None:
          "app", "-"),
         (["GET", "/private", "--origin", APP], "denied: 401", "view:private", "token_missing"),
         (["GET", "/admin/x", "--origin", APP], "denied: 403", "app", "excluded_path"),
+        (["GET", "/nothing", "--origin", APP],
+         "allowed by the policy; routing answers 404 (fallback policy)", "app", "-"),
     ],
 )
 def test_check_command(args: list[str], outcome: str, policy: str, reason: str) -> None:
@@ -148,8 +152,10 @@ def test_events_http_view_requires_a_rule_and_filters() -> None:
                           headers={"Cf-Access-Jwt-Assertion": ops})
     assert response.status_code == 200
     assert [e["origin"] for e in response.get_json()["events"]] == [EVIL]
-    bad = client.get("/_access-cors/events?limit=0", headers={"Cf-Access-Jwt-Assertion": ops})
-    assert bad.status_code == 400
+    for query in ("limit=0", "status=99999999999999999999", "since=999999d",
+                  "since=0001-01-01T00:00:00%2B14:00", "reason=nope", "since=yesterday"):
+        bad = client.get(f"/_access-cors/events?{query}", headers={"Cf-Access-Jwt-Assertion": ops})
+        assert bad.status_code == 400, query
 
 
 def test_cli_in_a_real_process_reads_what_another_wrote(tmp_path: Path) -> None:
@@ -203,6 +209,18 @@ def test_events_follow_prints_new_events_as_they_come(tmp_path: Path) -> None:
         assert ready, "the follower printed nothing within 20 s"
         line = follower.stdout.readline()
         assert json.loads(line)["origin"] == "https://late.example"
+        # another worker's writer delivers an event stamped earlier than the last one shown
+        from flask_access_cors.events import Event, SQLiteStore
+        older = Event.create(status=403, reason="origin_not_allowed", request_type="actual",
+                             policy="app", method="GET", path="/items",
+                             origin="https://older.example", remote_addr=None)
+        older = dataclasses.replace(older, time=older.time - timedelta(seconds=5))
+        store = SQLiteStore(str(db))
+        store.write([older])
+        store.close()
+        ready, _, _ = select.select([follower.stdout], [], [], 20)
+        assert ready, "the late event was never printed"
+        assert json.loads(follower.stdout.readline())["origin"] == "https://older.example"
     finally:
         follower.terminate()
         follower.wait(10)

@@ -1287,3 +1287,19 @@ def test_process_exit_flushes(tmp_path: Path) -> None:
     store.close()
     assert total(found) == 80
     assert sorted(e.count for e in found if e.path == "/burst") == [1, 29]
+
+
+def test_path_glob_is_linear_on_hostile_stored_paths() -> None:
+    """Stored paths are attacker-controlled: a many-star glob must not backtrack."""
+    store = MemoryStore(retention=100)
+    hostile = [Event.create(status=403, reason="origin_not_allowed", request_type="actual",
+                            policy="app", method="GET", path="/api/" + "/" * 400 + str(i),
+                            origin=None, remote_addr=None) for i in range(50)]
+    store.write(hostile)
+    started = time.perf_counter()
+    found = store.search(reason=None, status=None, path="/api/*/*/*/export", origin=None,
+                         since=None, limit=100)
+    assert found == []
+    assert time.perf_counter() - started < 0.5
+    assert len(store.search(reason=None, status=None, path="/api/*/*1", origin=None, since=None,
+                            limit=100)) == 5

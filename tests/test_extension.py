@@ -471,3 +471,98 @@ def test_star_headers_with_authorization_listed(app_factory: Factory) -> None:
     assert preflight(app.test_client(), "/items", headers="authorization,x-any").status_code == 204
     assert preflight(star.test_client(), "/items", headers="authorization").status_code == 403
     assert preflight(star.test_client(), "/items", headers="x-any").status_code == 204
+
+
+def test_refused_requests_run_none_of_the_apps_url_preprocessors(app_factory: Factory) -> None:
+    app, access, ran = app_factory(origins=[APP], debug=True)
+    loaded: list[str] = []
+
+    @app.url_value_preprocessor
+    def load_org(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        loaded.append(str(endpoint))  # e.g. a database lookup
+
+    client = app.test_client()
+    assert client.post("/items", headers={"Origin": EVIL}).status_code == 403
+    pre = preflight(client, "/items")
+    assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == APP
+    assert loaded == [] and ran == []
+    assert client.get("/items", headers={"Origin": APP}).status_code == 200
+    assert loaded == ["items"]
+
+
+def test_a_view_added_later_with_a_bad_combination_fails_closed() -> None:
+    access = AccessCors()
+
+    @access.cors(origins=["http://insecure.example"])  # fine alone, insecure with credentials
+    def late() -> str:
+        return "late"
+
+    app = Flask(__name__)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    access.init_app(app, origins=[APP], credentials=True, event_store="memory://")
+    app.add_url_rule("/late", "late", late)  # the factory pattern: routes after init_app
+    client = app.test_client()
+    for _ in range(3):  # never served with the insecure policy, not even after a first failure
+        response = client.get("/late", headers={"Origin": "http://insecure.example"})
+        assert response.status_code == 500
+        assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_a_view_decorated_after_init_is_checked_against_every_app() -> None:
+    access = AccessCors()
+    first, second = Flask("first"), Flask("second")
+    access.init_app(first, origins=[APP], event_store="memory://")
+    access.init_app(second, origins=[APP], credentials=True, event_store="memory://")
+    with pytest.raises(ConfigError) as info:
+        access.cors(origins="*")(lambda: "x")
+    assert [c for c, _ in info.value.problems] == ["wildcard_with_credentials"]
+
+
+@pytest.mark.parametrize("store", ["redis://localhost:abc/0", "sqlite:///", "memory://x"])
+def test_a_bad_event_store_is_refused_at_start(store: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        AccessCors(Flask(__name__), event_store=store)
+    assert [c for c, _ in info.value.problems] == ["invalid_value"]
+
+
+def test_a_failed_init_app_leaves_the_app_uninitialised() -> None:
+    access = AccessCors()
+    bp = Blueprint("open", __name__)
+    access.blueprint(bp, origins="*")
+    app = Flask(__name__)
+    app.register_blueprint(bp)
+    with pytest.raises(ConfigError):
+        access.init_app(app, origins=[APP], credentials=True, event_store="memory://")
+    assert "access_cors" not in app.extensions
+    assert app.url_value_preprocessors.get(None, []) == []
+
+
+def test_per_method_views_when_the_first_is_exempt(app_factory: Factory) -> None:
+    app, access, _ = app_factory(origins=[APP])
+
+    @app.get("/mixed")
+    @access.exempt
+    def mixed_get() -> str:
+        return "get"
+
+    @app.post("/mixed")
+    def mixed_post() -> str:
+        return "post"
+
+    response = preflight(app.test_client(), "/mixed", method="POST")
+    assert response.status_code == 204 and response.headers["Access-Control-Allow-Origin"] == APP
+
+
+def test_excluded_path_denial_varies_on_origin(app_factory: Factory) -> None:
+    app, _, _ = app_factory(origins=[APP], excluded_paths=["/items"])
+    response = app.test_client().get("/items", headers={"Origin": APP})
+    assert response.status_code == 403 and response.headers.getlist("Vary") == ["Origin"]
+
+
+def test_a_raw_rule_without_methods(app_factory: Factory) -> None:
+    from werkzeug.routing import Rule
+
+    app, _, _ = app_factory(origins=[APP])
+    app.url_map.add(Rule("/raw", endpoint="raw"))
+    app.view_functions["raw"] = lambda: "raw"
+    assert preflight(app.test_client(), "/raw", method="PUT").status_code == 204

@@ -98,7 +98,9 @@ def test_unauthenticated_cors_request_gets_a_readable_401() -> None:
     assert response.headers["Access-Control-Allow-Credentials"] == "true"
     body = response.get_json()
     assert body["error"] == "unauthorized"
-    query = parse_qs(urlsplit(body["login_url"]).query)
+    login = urlsplit(body["login_url"])
+    assert (login.scheme, login.netloc, login.path) == ("http", "localhost", "/login")  # absolute
+    query = parse_qs(login.query)
     with app.test_request_context("/"):
         assert access.safe_return_path(query["redirect_url"][0]) == SPA
 
@@ -159,7 +161,7 @@ def test_service_tokens() -> None:
     ("mutate", "reason"),
     [
         (lambda t: t[:-6] + ("A" if t[-6] != "A" else "B") + t[-5:], "token_invalid"),
-        (lambda t: t[:-5], "token_malformed"),
+        (lambda t: t + "!", "token_malformed"),
         (lambda t: "not-a-token", "token_malformed"),
         (lambda t: "x" * 20000, "token_malformed"),
         (lambda t: jwt.encode({"sub": "a", "iat": int(time.time()), "exp": int(time.time()) + 60},
@@ -329,3 +331,34 @@ def test_client_id_header_without_service_tokens_falls_back_to_the_token() -> No
     response = app.test_client().get("/api/data", headers={
         "CF-Access-Client-Id": "passed-through", "Cf-Access-Jwt-Assertion": token})
     assert response.status_code == 200 and response.get_json()["source"] == "header"
+
+
+def test_gate_mode_preflight_401_carries_the_login_url() -> None:
+    app, _, _ = gated_app(preflight="gate", login_url="/login")
+    response = app.test_client().options("/api/data", headers={
+        "Origin": SPA, "Access-Control-Request-Method": "PUT"})
+    assert response.status_code == 401
+    assert response.get_json()["login_url"].startswith("http://localhost/login?redirect_url=")
+
+
+def test_absurd_expiry_is_invalid_not_a_crash() -> None:
+    app, access, ran = gated_app()
+    now = int(time.time())
+    token = jwt.encode({"sub": "a", "iat": now, "exp": 10**400}, SECRET, algorithm="HS256")
+    response = app.test_client().get("/api/data", headers={"Cf-Access-Jwt-Assertion": token})
+    assert response.status_code == 401 and ran == []
+    assert reasons(app, access) == ["token_invalid"]
+
+
+def test_repeated_token_is_served_from_the_identity_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    app, access, _ = gated_app()
+    with app.test_request_context("/"):
+        token = access.issue_token("ann")
+    verifier = app.extensions["access_cors"].gate.verifier
+    calls: list[str] = []
+    original = verifier.verify
+    monkeypatch.setattr(verifier, "verify", lambda t: calls.append(t) or original(t))
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/api/data", headers={"Cf-Access-Jwt-Assertion": token}).status_code == 200
+    assert calls == [token]  # verified once

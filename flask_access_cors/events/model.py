@@ -116,11 +116,12 @@ def escape(value: str | None, limit: int = 200) -> str | None:
         return None
     if limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")
-    if len(value) <= limit and not _SPECIAL.search(value):
-        return value  # the common case: nothing to do
+    head = value[:limit]
+    if not _SPECIAL.search(head):  # the common case: at most a cut, no escape
+        return head if len(value) <= limit else head + TRUNCATION_MARK
     out: list[str] = []
     used = 0
-    for char in value:
+    for char in head if len(value) <= limit else value[: limit + 1]:
         token = _token(char)
         if used + len(token) > limit:
             return "".join(out) + TRUNCATION_MARK

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -93,8 +92,24 @@ def _path_matcher(pattern: str) -> Callable[[str], bool]:
     """A predicate for the ``path`` filter: ``*`` is the only wildcard."""
     if "*" not in pattern:
         return pattern.__eq__
-    regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
-    return lambda path: regex.fullmatch(path) is not None
+    first, *middle, last = pattern.split("*")
+
+    def match(path: str) -> bool:
+        # Linear: the stored paths are attacker-controlled, and a backtracking regex
+        # over them would cost O(n^k) for a pattern with k stars.
+        if len(path) < len(first) + len(last) or not path.startswith(first):
+            return False
+        if not path.endswith(last):
+            return False
+        at, end = len(first), len(path) - len(last)
+        for part in middle:
+            found = path.find(part, at, end)
+            if found < 0:
+                return False
+            at = found + len(part)
+        return True
+
+    return match
 
 
 def _filter(
