@@ -10,8 +10,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest

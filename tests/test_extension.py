@@ -474,7 +474,7 @@ def test_star_headers_with_authorization_listed(app_factory: Factory) -> None:
 
 
 def test_refused_requests_run_none_of_the_apps_url_preprocessors(app_factory: Factory) -> None:
-    app, access, ran = app_factory(origins=[APP], debug=True)
+    app, _access, ran = app_factory(origins=[APP], debug=True)
     loaded: list[str] = []
 
     @app.url_value_preprocessor
