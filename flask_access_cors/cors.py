@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from .origins import is_well_formed
@@ -93,8 +93,11 @@ def _method_allowed(policy: Policy, method: str) -> bool:
     return upper in policy.methods or (upper == "HEAD" and "GET" in policy.methods)
 
 
-def actual(policy: Policy, origin: str, method: str) -> list[Header] | Denial:
+def actual(policy: Policy, origin: str, method: str) -> Sequence[Header] | Denial:
     """An actual (non-preflight) cross-origin request: refused before the view, or its headers."""
+    prepared = policy.exact_actual.get(origin)
+    if prepared is not None and method in policy.methods:
+        return prepared  # the common case: an exact origin, a listed method
     allowed = allow_origin(policy, origin)
     if isinstance(allowed, Denial):
         return allowed

@@ -1,11 +1,12 @@
 """The Flask layer: settings per scope, the request hook, and the one denial function.
 
-The decision is taken in a ``before_request`` hook inserted ahead of the
-application's own hooks, so an app's authentication hook can never turn a
-preflight into a ``401``. The CORS headers of a request that proceeds are put
-on the response at the WSGI layer (a ``start_response`` wrapper), so aborts,
-error handlers and unhandled 500s get exactly the same set, without patching
-Flask, and at the cost of a list merge.
+The decision is taken in a ``before_request`` hook inserted ahead of the app's
+own, so an app's authentication hook can never turn a preflight into a ``401``;
+when the app has URL value preprocessors (which Flask runs before any hook), a
+guard inserted ahead of them decides instead. The CORS
+headers of a request that proceeds are put on the response at the WSGI layer
+(a ``start_response`` wrapper), so aborts, error handlers and unhandled 500s
+get exactly the same set, without patching Flask, at the cost of a list merge.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R", bound=BaseResponse)
 
 _BOX = "flask_access_cors.headers"
-_ANSWER = "flask_access_cors.answer"
+#: Set by the guard preprocessor: the answer it decided on (``None``: proceed).
+_DECIDED = "flask_access_cors.decided"
 _IDENTITY = "flask_access_cors.identity"
 _VIEW_SETTINGS = "_access_cors_settings"
 _PUBLIC = "_access_cors_public"
@@ -127,10 +129,14 @@ class _Answer(HTTPException):
 class _HeaderMiddleware:
     """Adds the headers the hook decided on, at ``start_response``."""
 
-    def __init__(self, wsgi_app: WSGIApplication) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, state: _State) -> None:
         self.wsgi_app = wsgi_app
+        self.state = state
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        state = self.state
+        if not state.guarded and any(state.app.url_value_preprocessors.values()):
+            state.install_guard()
         environ[_BOX] = None
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -181,6 +187,7 @@ class _State:
         self._lock = threading.Lock()
         self.merge_slashes = app.url_map.merge_slashes
         self.trap = bool(app.config.get("TRAP_HTTP_EXCEPTIONS"))
+        self.guarded = False
         #: Parsed blueprint layers and URL prefixes, by registered (dotted) name.
         self.blueprints: dict[str, tuple[dict[str, Any], str | None]] = {}
         self.by_chain: dict[tuple[str, ...], Policy] = {}
@@ -363,35 +370,40 @@ class _State:
 
     # -- the request -----------------------------------------------------------
 
-    def preprocess(self, endpoint: str | None, values: dict[str, Any] | None) -> None:
-        """The decision, taken before any of the app's URL value preprocessors and hooks.
-
-        An answer (preflight, denial) is handed to the ``before_request`` hook that
-        runs first. When the app has URL value preprocessors that would run before
-        that hook, it is raised instead as a code-less ``HTTPException``, which Flask
-        returns as is (no error handler replaces it), so none of the app's code runs
-        for a refused request. Under ``TRAP_HTTP_EXCEPTIONS`` a raise would become a
-        500, so the answer always goes to the hook.
-        """
-        response = self.answer()
-        if response is None:
-            return
-        if self.trap or not self._more_preprocessors():
-            request.environ[_ANSWER] = response
-        else:
-            raise _Answer(response)
-
-    def _more_preprocessors(self) -> bool:
-        found = self.app.url_value_preprocessors
-        return len(found.get(None, ())) > 1 or any(name in found for name in request.blueprints)
-
     def before_request(self) -> Response | None:
-        """Returns the answer :meth:`preprocess` decided on, before the app's own hooks."""
-        answer: Response | None = request.environ.pop(_ANSWER, None)
-        return answer
+        """The first ``before_request`` hook: decide, and answer or let the request on.
 
-    def answer(self) -> Response | None:
+        When the app has URL value preprocessors (which Flask runs before any
+        ``before_request`` hook), :meth:`guard` has decided already.
+        """
         req = request._get_current_object()  # type: ignore[attr-defined]
+        environ = req.environ
+        if _DECIDED in environ:
+            decided: Response | None = environ.pop(_DECIDED)
+            return decided
+        return self.answer(req)
+
+    def install_guard(self) -> None:
+        """Decide ahead of the app's URL value preprocessors (a lookup of ``<org>``,
+        say), so none of the app's code runs for a refused request."""
+        with self._lock:
+            if not self.guarded:
+                self.app.url_value_preprocessors.setdefault(None, []).insert(0, self.guard)
+                self.guarded = True
+
+    def guard(self, endpoint: str | None, values: dict[str, Any] | None) -> None:
+        """An answer is raised past the app's preprocessors as a code-less
+        ``HTTPException``, which Flask returns as is (no error handler replaces it).
+        Under ``TRAP_HTTP_EXCEPTIONS`` a raise would become a 500, so the answer is
+        left to the ``before_request`` hook, and the preprocessors do run."""
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        response = self.answer(req)
+        if response is not None and not self.trap:
+            raise _Answer(response)
+        req.environ[_DECIDED] = response
+
+    def answer(self, req: Any) -> Response | None:
+        """Decide, account for a denial, and build the answer (``None``: on to the view)."""
         outcome = self.decide(req)
         if outcome is None:
             return None
@@ -450,7 +462,7 @@ class _State:
             kind = NOT_CORS
         else:
             kind = cors.classify(
-                req.method, origin, _own_origin(environ),
+                req.method, origin, _own_origin(environ, origin),
                 "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
             )
         headers: Iterable[Header]
@@ -492,10 +504,10 @@ class _State:
             return Outcome(policy, kind, result, 204)
         if kind is ACTUAL:
             assert origin is not None
-            result = cors.actual(policy, origin, environ.get("REQUEST_METHOD", req.method))
-            if isinstance(result, Denial):
-                return Outcome(policy, kind, policy.vary_only, 403, result.reason, result.detail)
-            headers = result
+            answer = cors.actual(policy, origin, environ.get("REQUEST_METHOD", req.method))
+            if isinstance(answer, Denial):
+                return Outcome(policy, kind, policy.vary_only, 403, answer.reason, answer.detail)
+            headers = answer
         else:
             headers = policy.vary_only
         if policy.gate:
@@ -642,10 +654,16 @@ class _State:
         return any(origin in p.origins.exact for p in policies)
 
 
-def _own_origin(environ: Mapping[str, Any]) -> str:
-    """This request's own origin as a browser would serialise it (after ``ProxyFix``)."""
+def _own_origin(environ: Mapping[str, Any], origin: str) -> str:
+    """This request's own origin as a browser would serialise it (after ``ProxyFix``).
+
+    Only built when ``origin`` could be it: most cross-origin requests end in
+    another host name, and that is one ``endswith`` away.
+    """
     scheme: str = environ["wsgi.url_scheme"]
     host: str | None = environ.get("HTTP_HOST")
+    if host and ":" not in host and not origin.endswith(host.lower()):
+        return ""
     if not host:
         host = f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
     if (scheme == "http" and host.endswith(":80")) or (scheme == "https" and host.endswith(":443")):
@@ -708,9 +726,8 @@ class AccessCors:
         app.extensions.pop("access_cors_pending", None)
         app.extensions["access_cors"] = state
         self._states.append(state)
-        app.url_value_preprocessors.setdefault(None, []).insert(0, state.preprocess)
         app.before_request_funcs.setdefault(None, []).insert(0, state.before_request)
-        app.wsgi_app = _HeaderMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+        app.wsgi_app = _HeaderMiddleware(app.wsgi_app, state)  # type: ignore[method-assign]
         from .cli import cli
 
         app.cli.add_command(cli)

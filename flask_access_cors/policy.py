@@ -74,6 +74,8 @@ class Policy:
     preflight_tail: tuple[Header, ...]
     #: Added to responses that get no other CORS header (no ``Origin``, denials).
     vary_only: tuple[Header, ...]
+    #: The whole answer to an actual request from each exact origin, built once.
+    exact_actual: Mapping[str, tuple[Header, ...]] = field(repr=False)
 
     def is_excluded(self, path: str) -> bool:
         return path in self.excluded_exact or (
@@ -129,4 +131,8 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
         actual_tail=tuple(actual_tail),
         preflight_tail=tuple(preflight_tail),
         vary_only=(VARY_ORIGIN,) if vary else (),
+        exact_actual={
+            origin: (("Access-Control-Allow-Origin", origin), *actual_tail)
+            for origin in (matcher.exact if merged["enabled"] else ())
+        },
     )
