@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urljoin
 
 from blinker import Namespace
-from flask import Blueprint, Flask, Response, current_app, has_request_context, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    has_app_context,
+    has_request_context,
+    request,
+)
 from flask.sansio.blueprints import BlueprintSetupState
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -151,9 +159,8 @@ class _HeaderMiddleware:
 class _State:
     """One app's compiled configuration (``app.extensions["access_cors"]``)."""
 
-    def __init__(self, ext: AccessCors, app: Flask, raw: Mapping[str, Any],
+    def __init__(self, app: Flask, raw: Mapping[str, Any],
                  problems: Problems) -> None:
-        self.ext = ext
         self.app = app
         parsed = parse_settings(raw, "init_app", problems, scope="app")
         defaults = {n: SETTINGS[n].default for n in SETTINGS if SETTINGS[n].scope == "app"}
@@ -694,7 +701,6 @@ class AccessCors:
 
     def __init__(self, app: Flask | None = None, **settings: Any) -> None:
         self._settings = settings
-        self._blueprints: dict[Blueprint, dict[str, Any]] = {}
         self._app: Flask | None = None
         self._states: list[_State] = []
         if app is not None:
@@ -713,7 +719,7 @@ class AccessCors:
         raw = config_settings(app.config, problems)
         raw.update(self._settings)
         raw.update(settings)
-        state = _State(self, app, raw, problems)
+        state = _State(app, raw, problems)
         pending = app.extensions.get("access_cors_pending", {})
         for name, (layer, url_prefix) in pending.items():
             problems = Problems()
@@ -741,7 +747,6 @@ class AccessCors:
         problems = Problems()
         layer = parse_settings(settings, f"blueprint {bp.name!r}", problems)
         problems.raise_if_any()
-        self._blueprints[bp] = layer
 
         def register(setup: BlueprintSetupState) -> None:
             name = f"{setup.name_prefix}.{setup.name}".lstrip(".")
@@ -788,7 +793,7 @@ class AccessCors:
 
     def _state(self, app: Flask | None = None) -> _State:
         if app is None:
-            app = current_app._get_current_object() if _has_app() else self._app  # type: ignore[attr-defined]
+            app = current_app._get_current_object() if has_app_context() else self._app  # type: ignore[attr-defined]
         state = app.extensions.get("access_cors") if app is not None else None
         if not isinstance(state, _State):
             raise RuntimeError("AccessCors.init_app(app) has not been called for this app")
@@ -836,12 +841,6 @@ class AccessCors:
     def safe_return_path(self, value: str | None) -> str | None:
         """The verified target of a signed ``redirect_url``: a local path or an allowed origin."""
         return self._state().safe_return_path(value)
-
-
-def _has_app() -> bool:
-    from flask import has_app_context
-
-    return has_app_context()
 
 
 def _secure_cookie() -> bool:
