@@ -3,6 +3,20 @@
 The JWKS tests talk to a real HTTP server on loopback whose behaviour each test
 switches (keys, rotation, down, slow, garbage, oversize, redirect, ...) and
 which counts the requests it receives.
+
+Those tests must not depend on how fast this machine is at the moment (a full
+run on two busy cores can stall a thread for a long time):
+
+* each server answers on a path of its own (``/certs/<random>``), so only its
+  own client's requests are counted, never a stray one that reaches a recycled
+  loopback port;
+* clients that are not testing a timeout get one (``NO_TIMEOUT``) that a
+  passing run never reaches, so a slow moment cannot turn a fetch into a
+  failure;
+* a count taken after the client has given up waits for the server thread to
+  record the request (:meth:`JWKSServer.wait_for_hits`);
+* tests that are about a timeout bound the elapsed time by what the client
+  would take *without* the timeout, not by the timeout plus a small margin.
 """
 
 from __future__ import annotations
@@ -48,6 +62,10 @@ SECRET = b"s" * 32
 HEADERS = ("Cf-Access-Jwt-Assertion", "Cf-Access-Token")
 COOKIE = "CF_Authorization"
 DROP = object()  # sentinel: remove this claim
+
+#: A timeout for JWKS clients whose test is not about timeouts: far longer than
+#: any fetch from loopback takes, even on a loaded machine.
+NO_TIMEOUT = 30.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -151,18 +169,37 @@ class JWKSServer(http.server.ThreadingHTTPServer):
         self.body = b""
         self.send_length = True
         self.delay = 0.0
-        self.paths: list[str] = []
-        self.lock = threading.Lock()
+        # A path nobody else knows: a request for it can only come from this test's client.
+        self.certs_path = f"/certs/{secrets.token_hex(8)}"
+        self.redirect_target = f"{self.certs_path}/moved-target"
+        self.paths: list[str] = []  # every request line's path, in arrival order
+        self.recorded = threading.Condition()
         self.stop = threading.Event()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/certs"
+        return f"http://127.0.0.1:{self.server_address[1]}{self.certs_path}"
 
     @property
     def hits(self) -> int:
-        with self.lock:
-            return self.paths.count("/certs")
+        """Requests for this server's JWKS path received so far."""
+        with self.recorded:
+            return self.paths.count(self.certs_path)
+
+    def record(self, path: str) -> None:
+        with self.recorded:
+            self.paths.append(path)
+            self.recorded.notify_all()
+
+    def wait_for_hits(self, n: int, timeout: float = NO_TIMEOUT) -> int:
+        """The hit count once it reaches ``n`` (or ``timeout`` passes).
+
+        For counts taken after the client gave up (a timeout, a reset): the
+        server thread may not have read the request line yet.
+        """
+        with self.recorded:
+            self.recorded.wait_for(lambda: self.paths.count(self.certs_path) >= n, timeout)
+            return self.paths.count(self.certs_path)
 
     def serve(self, *private_keys_and_kids: tuple[Any, str], **extra: Any) -> None:
         self.mode = "keys"
@@ -180,10 +217,11 @@ class _JWKSHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         srv = self.server
-        with srv.lock:
-            srv.paths.append(self.path)
-        if self.path == "/moved-target":
+        srv.record(self.path)
+        if self.path == srv.redirect_target:
             return self._send(200, json.dumps(srv.document).encode())
+        if self.path != srv.certs_path:
+            return self._send(404, b'{"error": "unknown path"}')
         if srv.delay:
             srv.stop.wait(srv.delay)
         mode = srv.mode
@@ -199,7 +237,7 @@ class _JWKSHandler(http.server.BaseHTTPRequestHandler):
             self._send(200, srv.body, content_length=srv.send_length)
         elif mode == "redirect":
             self.send_response(302)
-            self.send_header("Location", "/moved-target")
+            self.send_header("Location", srv.redirect_target)
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif mode == "reset":
@@ -249,7 +287,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def client(server: JWKSServer, clock: FakeClock) -> JWKSClient:
-    return JWKSClient(server.url, cooldown=30, lifespan=300, timeout=2, clock=clock)
+    return JWKSClient(server.url, cooldown=30, lifespan=300, timeout=NO_TIMEOUT, clock=clock)
 
 
 @pytest.fixture
@@ -287,6 +325,17 @@ def test_jwks_rotation_old_and_new_kid_both_verify(server, client, clock, verifi
 
 FAILURES = ["error", "reset", "garbage", "empty", "redirect", "oversize"]
 
+#: What the client logs for each failure: a fetch that failed for another reason
+#: (a timeout on a slow moment, say) must not pass for the one under test.
+FAILURE_LOGGED = {
+    "error": "(HTTP status 500)",
+    "reset": "(ConnectionError)",
+    "garbage": "(body is not JSON)",
+    "empty": "(no usable signing key in the set)",
+    "redirect": "(HTTP status 302)",
+    "oversize": "exceeds 262144)",
+}
+
 
 def _break(server: JWKSServer, failure: str) -> None:
     if failure == "oversize":
@@ -305,10 +354,10 @@ def test_jwks_stale_if_error_keeps_serving_last_good_set(server, client, clock, 
     with caplog.at_level(logging.WARNING, logger="flask_access_cors"):
         assert client.get_key("A") is good
     assert server.hits == 2
-    assert any(
-        r.name == "flask_access_cors" and r.levelno == logging.WARNING and "last good" in r.message
-        for r in caplog.records
-    )
+    ours = [r for r in caplog.records if r.name == "flask_access_cors" and server.url in r.getMessage()]
+    assert [r.levelno for r in ours] == [logging.WARNING]
+    assert FAILURE_LOGGED[failure] in ours[0].getMessage()
+    assert "still serving the last good key set" in ours[0].getMessage()
     clock.advance(31)
     assert reason_of(lambda: client.get_key("B")) == "key_unknown"
     assert client.get_key("A") is good
@@ -320,45 +369,48 @@ def test_jwks_down_from_the_start_is_key_unavailable(server, client, key_a, fail
     _break(server, failure)
     assert reason_of(lambda: client.get_key("A")) == "key_unavailable"
     assert server.hits == 1
-    assert "/moved-target" not in server.paths  # the redirect was not followed
+    assert server.redirect_target not in server.paths  # the redirect was not followed
 
 
 def test_jwks_closed_port_is_key_unavailable():
+    # Bound but not listening: connections are refused, and while we hold the
+    # port no other server (another test, another process) can take it.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    jwks = JWKSClient(f"http://127.0.0.1:{port}/certs", timeout=1)
-    started = time.monotonic()
-    assert reason_of(lambda: jwks.get_key("A")) == "key_unavailable"
-    assert time.monotonic() - started < 1.5
+        jwks = JWKSClient(f"http://127.0.0.1:{port}/certs", timeout=NO_TIMEOUT)
+        started = time.monotonic()
+        assert reason_of(lambda: jwks.get_key("A")) == "key_unavailable"
+        assert time.monotonic() - started < NO_TIMEOUT / 3  # refused at once, not timed out
     assert jwks.fetches == 1
 
 
 def test_jwks_slow_server_timeout_holds(server, key_a):
     server.serve((key_a, "A"))
-    server.delay = 3.0
+    server.delay = NO_TIMEOUT  # the answer would come after 30 s (teardown ends the wait)
     jwks = JWKSClient(server.url, timeout=0.3)
     started = time.monotonic()
     assert reason_of(lambda: jwks.get_key("A")) == "key_unavailable"
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.3 + 0.5
-    assert server.hits == 1
+    assert time.monotonic() - started < NO_TIMEOUT / 3  # gave up near 0.3 s, not after 30 s
+    assert server.wait_for_hits(1) == 1
 
 
 def test_jwks_dripping_body_cannot_outlast_the_timeout(server):
-    server.mode = "drip"  # one byte every 50 ms of a promised 100 kB
+    server.mode = "drip"  # one byte every 50 ms of a promised 100 kB: 10 s of drip, then it stops
     jwks = JWKSClient(server.url, timeout=0.4)
     started = time.monotonic()
     assert reason_of(lambda: jwks.get_key("A")) == "key_unavailable"
-    assert time.monotonic() - started < 0.4 + 0.6
+    # Each read returns within the timeout, so only the whole-body deadline stops
+    # it early: about 0.4 s, where a per-read timeout alone would take 10 s.
+    assert time.monotonic() - started < 5.0
 
 
 def test_jwks_endless_body_is_cut_off_at_the_cap(server):
     server.mode = "endless"
-    jwks = JWKSClient(server.url, timeout=5, max_bytes=262144)
+    jwks = JWKSClient(server.url, timeout=NO_TIMEOUT, max_bytes=262144)
     started = time.monotonic()
     assert reason_of(lambda: jwks.get_key("A")) == "key_unavailable"
-    assert time.monotonic() - started < 1.0  # stopped at the cap, not at the 5 s deadline
+    assert time.monotonic() - started < NO_TIMEOUT / 3  # stopped at the cap, not at the deadline
 
 
 @pytest.mark.parametrize("send_length", [True, False], ids=["content-length", "close-delimited"])
@@ -369,7 +421,7 @@ def test_jwks_size_cap(server, key_a, send_length, padding, ok):
     server.mode = "raw"
     server.send_length = send_length
     server.body = document + b" " * (10 + padding)  # exactly at the limit when padding == 0
-    jwks = JWKSClient(server.url, max_bytes=limit)
+    jwks = JWKSClient(server.url, max_bytes=limit, timeout=NO_TIMEOUT)
     if ok:
         assert jwks.get_key("A").key_id == "A"
     else:
@@ -472,7 +524,7 @@ def test_jwks_lifespan_refetches_a_known_kid(server, client, clock, key_a, key_b
 @pytest.mark.parametrize("cooldown", [30, 0])
 @pytest.mark.parametrize("warm", [False, True], ids=["cold-start", "unknown-kid"])
 def test_jwks_concurrent_callers_share_one_fetch(server, clock, key_a, key_b, warm, cooldown):
-    client = JWKSClient(server.url, cooldown=cooldown, timeout=2, clock=clock)
+    client = JWKSClient(server.url, cooldown=cooldown, timeout=NO_TIMEOUT, clock=clock)
     server.serve((key_a, "A"))
     if warm:
         client.get_key("A")
@@ -490,7 +542,7 @@ def test_jwks_concurrent_callers_share_one_fetch(server, clock, key_a, key_b, wa
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
+        t.join(2 * NO_TIMEOUT)
     assert len(results) == 16
     assert all(r is results[0] for r in results)
     assert server.hits == (2 if warm else 1)
