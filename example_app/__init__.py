@@ -29,6 +29,7 @@ from flask import Blueprint, Flask, abort, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from flask_access_cors import AccessCors
+from flask_access_cors.settings import DEFAULT_ALLOW_HEADERS
 
 __all__ = [
     "API_PORT",
@@ -44,16 +45,7 @@ API_PORT = int(os.environ.get("DEMO_API_PORT", "5001"))
 SPA_PORT = int(os.environ.get("DEMO_SPA_PORT", "5002"))
 
 #: Request headers the single-page app may send: the extension's defaults plus ``X-Demo``.
-ALLOW_HEADERS = (
-    "Accept",
-    "Accept-Language",
-    "Authorization",
-    "Content-Language",
-    "Content-Type",
-    "X-CSRF-Token",
-    "X-Requested-With",
-    "X-Demo",
-)
+ALLOW_HEADERS = (*DEFAULT_ALLOW_HEADERS, "X-Demo")
 
 #: Why each denial happens, and what would change the outcome (shown on /debug/events).
 EXPLANATIONS: Mapping[str, str] = {

@@ -45,23 +45,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import HMACAlgorithm
 from jwt.types import Options
 
+from .events.model import GATE_REASONS
+
 logger = logging.getLogger("flask_access_cors")
 
-#: Every reason a token can be refused for (section 6 of the spec).
-_REASONS = frozenset(
-    {
-        "token_missing",
-        "token_malformed",
-        "token_invalid",
-        "token_expired",
-        "token_not_yet_valid",
-        "audience_mismatch",
-        "issuer_mismatch",
-        "key_unknown",
-        "key_unavailable",
-        "service_token_invalid",
-    }
-)
+#: Every reason a token can be refused for: the gate's reasons but ``access_denied``,
+#: which is a rule's verdict on a verified identity, not a token's.
+_REASONS = GATE_REASONS - {"access_denied"}
 
 # HS256 for the app's own tokens; RS256/ES256 for Cloudflare Access and the app's
 # own asymmetric keys. A closed list: anything else (``none`` above all) is refused.
