@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 
 from .origins import is_well_formed
 from .policy import Header, Policy
+from .reasons import Denial, Reason, RequestType
 
 __all__ = [
     "ACTUAL",
@@ -30,11 +30,11 @@ __all__ = [
 
 logger = logging.getLogger("flask_access_cors")
 
-NOT_CORS = "not_cors"
-SAME_ORIGIN = "same_origin"
-PREFLIGHT = "preflight"
-ACTUAL = "actual"
-MALFORMED = "malformed"
+NOT_CORS = RequestType.NOT_CORS
+SAME_ORIGIN = RequestType.SAME_ORIGIN
+PREFLIGHT = RequestType.PREFLIGHT
+ACTUAL = RequestType.ACTUAL
+MALFORMED = RequestType.MALFORMED
 
 #: ``Access-Control-Request-Headers`` longer than this, or naming more headers,
 #: is refused before it is split, so hostile input costs no more than a normal
@@ -45,16 +45,7 @@ MAX_REQUEST_HEADERS_COUNT = 64
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+\Z")
 
 
-@dataclass(frozen=True, slots=True)
-class Denial:
-    """Why a request is refused; ``detail`` is the offending (raw) value."""
-
-    reason: str
-    detail: str | None = None
-    status: int = 403
-
-
-def classify(method: str, origin: str | None, own_origin: str, has_acrm: bool) -> str:
+def classify(method: str, origin: str | None, own_origin: str, has_acrm: bool) -> RequestType:
     """Tomcat-style classification; ``malformed`` is found later, only when matching fails."""
     if origin is None:
         return NOT_CORS
@@ -68,22 +59,22 @@ def classify(method: str, origin: str | None, own_origin: str, has_acrm: bool) -
 def allow_origin(policy: Policy, origin: str) -> str | Denial:
     """The ``Access-Control-Allow-Origin`` value for ``origin``, or why it is refused."""
     if not policy.enabled:
-        return Denial("cors_disabled", origin)
+        return Denial(Reason.CORS_DISABLED, origin)
     if origin in policy.origins.exact:
         return origin
     if policy.any_origin:
-        return "*" if origin == "null" or is_well_formed(origin) else Denial("origin_malformed", origin)
+        return "*" if origin == "null" or is_well_formed(origin) else Denial(Reason.ORIGIN_MALFORMED, origin)
     if origin == "null":
-        return Denial("origin_not_allowed", origin)
+        return Denial(Reason.ORIGIN_NOT_ALLOWED, origin)
     if not is_well_formed(origin):
-        return Denial("origin_malformed", origin)
+        return Denial(Reason.ORIGIN_MALFORMED, origin)
     try:
         if policy.origins.matches(origin):
             return origin
     except Exception:
         # A user's origin callable failed: refuse (fail closed) and say why, once per failure.
         logger.exception("flask-access-cors: the origins callable of %s raised", policy.name)
-    return Denial("origin_not_allowed", origin)
+    return Denial(Reason.ORIGIN_NOT_ALLOWED, origin)
 
 
 def _method_allowed(policy: Policy, method: str) -> bool:
@@ -102,13 +93,13 @@ def actual(policy: Policy, origin: str, method: str) -> Sequence[Header] | Denia
     if isinstance(allowed, Denial):
         return allowed
     if not _method_allowed(policy, method):
-        return Denial("method_not_allowed", method)
+        return Denial(Reason.METHOD_NOT_ALLOWED, method)
     return [("Access-Control-Allow-Origin", allowed), *policy.actual_tail]
 
 
 def _check_request_headers(policy: Policy, value: str) -> Denial | None:
     if len(value) > MAX_REQUEST_HEADERS_LENGTH or value.count(",") >= MAX_REQUEST_HEADERS_COUNT:
-        return Denial("request_headers_malformed", value)
+        return Denial(Reason.REQUEST_HEADERS_MALFORMED, value)
     allowed = policy.allow_headers
     for raw in value.split(","):
         name = raw.strip().lower()
@@ -116,7 +107,7 @@ def _check_request_headers(policy: Policy, value: str) -> Denial | None:
             continue
         if policy.allow_any_header and name != "authorization" and _TOKEN.match(name):
             continue
-        return Denial("header_not_allowed", name)
+        return Denial(Reason.HEADER_NOT_ALLOWED, name)
     return None
 
 
@@ -144,7 +135,7 @@ def preflight(
         or not _method_allowed(policy, method)
         or (route_methods is not None and method not in route_methods)
     ):
-        return Denial("method_not_allowed", request_method)
+        return Denial(Reason.METHOD_NOT_ALLOWED, request_method)
     headers: list[Header] = [
         ("Access-Control-Allow-Origin", allowed),
         ("Access-Control-Allow-Methods", request_method),
@@ -156,7 +147,7 @@ def preflight(
         headers.append(("Access-Control-Allow-Headers", request_headers))
     if private_network is not None and private_network.lower() == "true":
         if not policy.private_network:
-            return Denial("private_network_not_allowed", private_network)
+            return Denial(Reason.PRIVATE_NETWORK_NOT_ALLOWED, private_network)
         headers.append(("Access-Control-Allow-Private-Network", "true"))
     headers.extend(policy.preflight_tail)
     return headers

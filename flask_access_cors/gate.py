@@ -14,18 +14,21 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .cors import Denial
-from .settings import Rule
+from .reasons import Denial, Reason
+from .settings import Problems, Rule
 from .tokens import (
     Identity,
+    JWKSClient,
     ServiceTokens,
     TokenError,
+    TokenIssuer,
     TokenVerifier,
     identity_from_claims,
+    load_private_key,
     locate_token,
 )
 
-__all__ = ["Gate", "authorize"]
+__all__ = ["Gate", "authorize", "build_gate"]
 
 logger = logging.getLogger("flask_access_cors")
 
@@ -84,7 +87,7 @@ class Gate:
         if client_id is not None and self.service_tokens is not None:
             secret = get(CLIENT_SECRET)
             if not isinstance(secret, str):
-                return Denial("service_token_invalid", None, 401)
+                return Denial(Reason.SERVICE_TOKEN_INVALID, None, 401)
             try:
                 return self.service_tokens.check(str(client_id), secret)
             except TokenError as exc:
@@ -92,16 +95,16 @@ class Gate:
         try:
             found = locate_token(get, get("HTTP_COOKIE"), self.environ_keys, self.cookie_name)
             if found is None:
-                return Denial("token_missing", None, 401)
+                return Denial(Reason.TOKEN_MISSING, None, 401)
             cached = self._cache.get(found)
             if cached is not None and self._clock() < cached[1]:
                 return cached[0]
             if self.verifier is None:
-                return Denial("token_invalid", "no token verifier is configured", 401)
+                return Denial(Reason.TOKEN_INVALID, "no token verifier is configured", 401)
             claims = self.verifier.verify(found[0])
             identity = identity_from_claims(claims, found[1])
         except TokenError as exc:
-            status = 503 if exc.reason == "key_unavailable" else 401
+            status = 503 if exc.reason is Reason.KEY_UNAVAILABLE else 401
             return Denial(exc.reason, exc.detail or None, status)
         self._remember(found, identity, claims.get("exp"))
         return identity
@@ -113,3 +116,63 @@ class Gate:
             while len(self._cache) >= self._cache_size:
                 self._cache.pop(next(iter(self._cache)))  # the oldest entry
             self._cache[key] = (identity, float(exp))
+
+
+def build_gate(values: Mapping[str, Any], problems: Problems) -> tuple[Gate, TokenIssuer | None]:
+    """The app's gate (verifier and service tokens) and issuer, from its parsed settings."""
+    team = values["team_domain"]
+    jwks_url = values["jwks_url"] or (f"https://{team}/cdn-cgi/access/certs" if team else None)
+    issuer = values["issuer"] or (f"https://{team}" if team else None)
+    audience = values["audience"]
+    secret, pem = values["jwt_secret"], values["signing_key"]
+    if secret is not None and len(secret) < 32:
+        secret = None  # reported as weak_secret by the setting's parser
+    algorithms = values["algorithms"]
+    leeway = values["leeway"]
+    verifier: TokenVerifier | None = None
+    token_issuer: TokenIssuer | None = None
+    first_audience = audience[0] if audience else None
+    before = len(problems.items)
+    if sum(x is not None for x in (jwks_url, secret, pem)) > 1:
+        problems.add(
+            "conflicting_keys",
+            "give one of jwks_url/team_domain, jwt_secret and signing_key: one verifier per app",
+        )
+    elif jwks_url is not None:
+        if not audience:
+            problems.add("missing_audience", "a JWKS verifier needs audience (the AUD tag)")
+        if not issuer:
+            problems.add("missing_issuer", "a JWKS verifier needs issuer")
+        algs = algorithms or ("RS256", "ES256")
+        if "HS256" in algs:
+            problems.add("conflicting_keys", "HS256 cannot be used with a JWKS")
+        if len(problems.items) == before:
+            jwks = JWKSClient(jwks_url, cooldown=values["jwks_cooldown"])
+            verifier = TokenVerifier(algorithms=algs, audience=audience, issuer=issuer,
+                                     leeway=leeway, jwks=jwks)
+    elif secret is not None:
+        if algorithms and algorithms != ("HS256",):
+            problems.add("conflicting_keys", "jwt_secret verifies HS256 tokens only")
+        else:
+            verifier = TokenVerifier(algorithms=("HS256",), audience=audience, issuer=issuer,
+                                     leeway=leeway, key=secret)
+            token_issuer = TokenIssuer(algorithm="HS256", key=secret, issuer=issuer,
+                                       audience=first_audience)
+    elif pem is not None:
+        try:
+            private, public, alg = load_private_key(pem)
+        except ValueError as exc:
+            problems.add("invalid_value", f"signing_key: {exc}")
+        else:
+            if algorithms and algorithms != (alg,):
+                problems.add("conflicting_keys", f"signing_key is an {alg} key")
+            else:
+                verifier = TokenVerifier(algorithms=(alg,), audience=audience, issuer=issuer,
+                                         leeway=leeway, key=public)
+                token_issuer = TokenIssuer(algorithm=alg, key=private, issuer=issuer,
+                                           audience=first_audience)
+    elif algorithms:
+        problems.add("invalid_value", "algorithms is set but no key or JWKS is configured")
+    tokens = ServiceTokens(values["service_tokens"]) if values["service_tokens"] else None
+    gate = Gate(verifier, tokens, values["token_headers"], values["cookie_name"])
+    return gate, token_issuer

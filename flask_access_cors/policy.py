@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .origins import OriginMatcher
+from .paths import readings
 from .settings import POLICY_SETTINGS, SETTINGS, HeaderNames, Origins, Problems, Rule, parse_settings
 
 __all__ = ["Header", "Policy", "compile_policy", "merge_layers", "policy_defaults"]
@@ -72,14 +73,23 @@ class Policy:
     actual_tail: tuple[Header, ...]
     #: Headers that follow the per-request ones on a successful preflight.
     preflight_tail: tuple[Header, ...]
-    #: Added to responses that get no other CORS header (no ``Origin``, denials).
+    #: Added to responses that get no other CORS header (denials, excluded paths).
     vary_only: tuple[Header, ...]
+    #: Added to responses to requests without a cross-origin ``Origin``: ``Vary: Origin``,
+    #: or for an anonymous ``"*"`` the whole answer, so a shared cache can serve it to anyone.
+    plain: tuple[Header, ...]
     #: The whole answer to an actual request from each exact origin, built once.
     exact_actual: Mapping[str, tuple[Header, ...]] = field(repr=False)
 
+    @property
+    def excludes(self) -> bool:
+        return bool(self.excluded_exact or self.excluded_prefixes)
+
     def is_excluded(self, path: str) -> bool:
-        return path in self.excluded_exact or (
-            bool(self.excluded_prefixes) and path.startswith(self.excluded_prefixes)
+        """Does a pattern match ``path`` or any reading of it (:func:`.paths.readings`)?"""
+        exact, prefixes = self.excluded_exact, self.excluded_prefixes
+        return any(
+            p in exact or (bool(prefixes) and p.startswith(prefixes)) for p in readings(path)
         )
 
 
@@ -130,7 +140,11 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
         vary=vary,
         actual_tail=tuple(actual_tail),
         preflight_tail=tuple(preflight_tail),
-        vary_only=(VARY_ORIGIN,) if vary else (),
+        vary_only=(VARY_ORIGIN,),
+        plain=(
+            (("Access-Control-Allow-Origin", "*"), *actual_tail)
+            if any_origin and merged["enabled"] else (VARY_ORIGIN,)
+        ),
         exact_actual={
             origin: (("Access-Control-Allow-Origin", origin), *actual_tail)
             for origin in (matcher.exact if merged["enabled"] else ())

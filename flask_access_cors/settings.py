@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .origins import Pattern, is_loopback_host, parse_pattern
+from .paths import looks_like_regex
 
 __all__ = [
     "CONFIG_PREFIX",
@@ -194,7 +195,13 @@ def _allow_headers(value: Any, name: str, problems: Problems) -> HeaderNames:
         low = item.lower()
         if item == "*":
             continue
-        if not _TOKEN.match(item):
+        if "*" in item:
+            problems.add(
+                "invalid_header",
+                f"{name}: {item!r}: header names have no wildcards; list each header, or give "
+                "the lone '*' for any header but Authorization",
+            )
+        elif not _TOKEN.match(item):
             problems.add("invalid_header", f"{name}: {item!r} is not a valid header name")
         elif low in _FORBIDDEN_HEADERS or low.startswith(_FORBIDDEN_HEADER_PREFIXES):
             problems.add(
@@ -235,10 +242,16 @@ def _max_age(value: Any, name: str, problems: Problems) -> int:
 def _excluded_paths(value: Any, name: str, problems: Problems) -> tuple[str, ...]:
     items = _strings(value, name, problems, allow_star=False) or []
     for item in items:
-        body = item[:-1] if item.endswith("*") else item
-        if (
+        if looks_like_regex(item):
+            literal = re.split(r"\.?[*\[(\\^$?+]", item)[0] + "*"
+            problems.add(
+                "invalid_path_pattern",
+                f"{name}: {item!r} looks like a regular expression, which excluded_paths does "
+                f"not support; write a literal path, optionally ending in '*' (like "
+                f"{literal!r})",
+            )
+        elif (
             not item.startswith("/")
-            or "*" in body
             or not item.isprintable()
             or any(c.isspace() or c in "?#" for c in item)
         ):

@@ -45,13 +45,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import HMACAlgorithm
 from jwt.types import Options
 
-from .events.model import GATE_REASONS
+from .reasons import GATE_PHRASES, Reason
 
 logger = logging.getLogger("flask_access_cors")
 
 #: Every reason a token can be refused for: the gate's reasons but ``access_denied``,
 #: which is a rule's verdict on a verified identity, not a token's.
-_REASONS = GATE_REASONS - {"access_denied"}
+_REASONS = frozenset(GATE_PHRASES) - {Reason.ACCESS_DENIED}
 
 # HS256 for the app's own tokens; RS256/ES256 for Cloudflare Access and the app's
 # own asymmetric keys. A closed list: anything else (``none`` above all) is refused.
@@ -72,14 +72,14 @@ class TokenError(Exception):
     ever sees the HTTP status.
     """
 
-    reason: str
+    reason: Reason
     detail: str
 
     def __init__(self, reason: str, detail: str = "") -> None:
         if reason not in _REASONS:
             raise ValueError(f"unknown token error reason {reason!r}")
         super().__init__(reason, detail)
-        self.reason = reason
+        self.reason = Reason(reason)
         self.detail = detail
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from .events import parse_duration
 from .settings import ConfigError
 
 if TYPE_CHECKING:
@@ -23,8 +24,6 @@ _MAX_LIMIT = 1000
 
 
 def _since(value: str) -> datetime | timedelta:
-    from .cli import parse_duration
-
     if value[-1:].isdigit():
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is None:

@@ -258,10 +258,10 @@ def test_open_redirect_vectors_are_refused(target: str) -> None:
     app, access, _ = gated_app(login_url="/login")
     state = app.extensions["access_cors"]
     with app.test_request_context("/"):
-        signed = state.serializer.dumps(target)  # even a validly signed target is checked
+        signed = state.login.serializer.dumps(target)  # even a validly signed target is checked
         assert access.safe_return_path(signed) is None
-        assert access.safe_return_path(state.serializer.dumps("/fine?x=1")) == "/fine?x=1"
-        assert access.safe_return_path(state.serializer.dumps(SPA)) == SPA
+        assert access.safe_return_path(state.login.serializer.dumps("/fine?x=1")) == "/fine?x=1"
+        assert access.safe_return_path(state.login.serializer.dumps(SPA)) == SPA
         assert access.safe_return_path(target) is None  # unsigned
 
 

@@ -7,7 +7,7 @@ and hands it to an :class:`EventLog`, which writes it to a :class:`Store`
 """
 
 from .log import EventLog
-from .model import REASONS, REQUEST_TYPES, Event, describe, escape
+from .model import REASONS, REQUEST_TYPES, Event, describe, escape, parse_duration
 from .stores import MemoryStore, RedisStore, SQLiteStore, Store, open_store
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "describe",
     "escape",
     "open_store",
+    "parse_duration",
 ]

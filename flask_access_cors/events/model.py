@@ -16,9 +16,11 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
+
+from ..reasons import CORS_PHRASES, GATE_PHRASES, RequestType
 
 __all__ = [
     "CORS_REASONS",
@@ -29,44 +31,18 @@ __all__ = [
     "Event",
     "describe",
     "escape",
+    "parse_duration",
 ]
 
 # -- reason codes -----------------------------------------------------------
 
-#: Denials of the CORS layer: the request may not talk to this resource at all.
-_CORS_PHRASES = {
-    "origin_not_allowed": "Origin not allowed.",
-    "origin_malformed": "Origin malformed.",
-    "method_not_allowed": "Method not allowed.",
-    "header_not_allowed": "Header not allowed.",
-    "request_headers_malformed": "Request headers malformed.",
-    "private_network_not_allowed": "Private network access not allowed.",
-    "cors_disabled": "CORS disabled.",
-    "excluded_path": "Path excluded from CORS.",
-}
-
-#: Denials of the access gate: the caller is not (or not sufficiently) authenticated.
-_GATE_PHRASES = {
-    "token_missing": "Access token missing.",
-    "token_malformed": "Access token malformed.",
-    "token_invalid": "Access token invalid.",
-    "token_expired": "Access token expired.",
-    "token_not_yet_valid": "Access token not yet valid.",
-    "audience_mismatch": "Access token audience mismatch.",
-    "issuer_mismatch": "Access token issuer mismatch.",
-    "key_unknown": "Access token signing key unknown.",
-    "key_unavailable": "Signing keys unavailable.",
-    "service_token_invalid": "Service token invalid.",
-    "access_denied": "Identity not allowed by policy.",
-}
-
 #: Every stable reason code (SPEC section 6) mapped to its FusionAuth-style phrase.
-REASONS: Mapping[str, str] = MappingProxyType({**_CORS_PHRASES, **_GATE_PHRASES})
-CORS_REASONS: frozenset[str] = frozenset(_CORS_PHRASES)
-GATE_REASONS: frozenset[str] = frozenset(_GATE_PHRASES)
+REASONS: Mapping[str, str] = MappingProxyType({str(r): t for r, t in (CORS_PHRASES | GATE_PHRASES).items()})
+CORS_REASONS: frozenset[str] = frozenset(CORS_PHRASES)
+GATE_REASONS: frozenset[str] = frozenset(GATE_PHRASES)
 
 #: How a request was classified (SPEC section 4) when it was denied.
-REQUEST_TYPES = ("preflight", "actual", "not_cors", "same_origin", "malformed")
+REQUEST_TYPES = tuple(RequestType)
 
 # -- escaping ---------------------------------------------------------------
 
@@ -251,12 +227,12 @@ class Event:
             id=uuid.uuid4().hex,
             time=datetime.now(timezone.utc),
             status=status,
-            reason=reason,
+            reason=str(reason),  # a plain str, whatever enum it came as
             message=message,
             method=_escaped(method, "method"),
             path=_escaped(path, "path"),
             origin=escape(origin, FIELD_LIMITS["origin"]),
-            request_type=request_type,
+            request_type=str(request_type),
             policy=_escaped(policy, "policy"),
             remote_addr=escape(remote_addr, FIELD_LIMITS["remote_addr"]),
             identity=escape(identity, FIELD_LIMITS["identity"]),
@@ -319,3 +295,18 @@ def _escaped(value: str, field: str) -> str:
     result = escape(value, FIELD_LIMITS[field])
     assert result is not None
     return result
+
+
+_DURATION = re.compile(r"(\d+)([smhd])\Z")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: str) -> timedelta:
+    """``30s``, ``10m``, ``2h`` or ``7d``; :class:`ValueError` otherwise."""
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 30s, 10m, 2h or 7d")
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{value!r} is longer than any log can be") from None

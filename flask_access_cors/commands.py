@@ -1,9 +1,14 @@
-"""The ``flask access-cors`` command group: ``events``, ``check`` and ``routes``."""
+"""The ``flask access-cors`` command group: ``events``, ``check`` and ``routes``.
+
+Registered for the ``flask`` command through the ``flask.commands`` entry point
+(and on each app's ``app.cli``, for ``app.test_cli_runner()``). It reads the
+app's compiled state from ``app.extensions`` and imports nothing of the Flask
+layer, so the module graph has no cycle.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -12,6 +17,8 @@ import click
 from flask import current_app, request
 from flask.cli import with_appcontext
 
+from .events import parse_duration
+
 if TYPE_CHECKING:
     from .events import Event
     from .extension import _State
@@ -19,29 +26,14 @@ if TYPE_CHECKING:
 
 __all__ = ["cli"]
 
-_DURATION = re.compile(r"(\d+)([smhd])\Z")
 _FOLLOW_GRACE = timedelta(seconds=30)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def _state() -> _State:
-    from .extension import _State
-
-    state = current_app.extensions.get("access_cors")
-    if not isinstance(state, _State):
+    state: _State | None = current_app.extensions.get("access_cors")
+    if state is None:
         raise click.UsageError("this app does not use flask-access-cors (init_app was not called)")
     return state
-
-
-def parse_duration(value: str) -> timedelta:
-    """``30s``, ``10m``, ``2h`` or ``7d``; :class:`ValueError` otherwise."""
-    match = _DURATION.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a duration like 30s, 10m, 2h or 7d")
-    try:
-        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    except OverflowError:
-        raise ValueError(f"{value!r} is longer than any log can be") from None
 
 
 @click.group("access-cors")
@@ -142,7 +134,7 @@ def check_command(method: str, path: str, origin: str, headers: tuple[str, ...],
     state = _state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     with app.test_request_context(path, method=request_method, headers=environ_headers):
-        outcome = state.decide(request._get_current_object())  # type: ignore[attr-defined]
+        outcome = state.decision(request._get_current_object())  # type: ignore[attr-defined]
         if outcome is None:
             click.echo("outcome: untouched (exempt view, or excluded path without CORS)")
             return
@@ -192,7 +184,7 @@ def routes_command() -> None:
     state = _state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        policy = state.endpoint_policy(rule.endpoint)
+        policy = state.policy_for(rule.endpoint)
         if policy is None:
             click.echo(f"{rule.rule}  endpoint={rule.endpoint}  exempt")
             continue
