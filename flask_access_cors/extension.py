@@ -257,6 +257,7 @@ class _State:
             remote_addr=req.remote_addr,
             identity=decision.identity.subject if decision.identity is not None else None,
             detail=decision.detail,
+            request_id=req.environ.get("HTTP_X_REQUEST_ID") or req.environ.get("HTTP_CF_RAY"),
         )
         if debug:
             try:

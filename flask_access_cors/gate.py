@@ -14,13 +14,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .reasons import Denial, Reason
+from .jwks import JWKSClient
+from .reasons import Denial, Reason, TokenError
 from .settings import Problems, Rule
 from .tokens import (
     Identity,
-    JWKSClient,
     ServiceTokens,
-    TokenError,
     TokenIssuer,
     TokenVerifier,
     identity_from_claims,

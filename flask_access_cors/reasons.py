@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["CORS_PHRASES", "GATE_PHRASES", "Denial", "Reason", "RequestType"]
+__all__ = ["CORS_PHRASES", "GATE_PHRASES", "Denial", "Reason", "RequestType", "TokenError"]
 
 
 class _Code(str, Enum):
@@ -93,3 +93,30 @@ class Denial:
     reason: Reason
     detail: str | None = None
     status: int = 403
+
+
+#: Every reason a token can be refused for: the gate's reasons but ``access_denied``,
+#: which is a rule's verdict on a verified identity, not a token's.
+_TOKEN_REASONS = frozenset(GATE_PHRASES) - {Reason.ACCESS_DENIED}
+
+
+class TokenError(Exception):
+    """A token could not be accepted. ``reason`` is a stable code.
+
+    ``detail`` is short text for the server-side debug log. It never holds a
+    secret or the raw token, so ``str(error)`` is safe to log; the client only
+    ever sees the HTTP status.
+    """
+
+    reason: Reason
+    detail: str
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in _TOKEN_REASONS:
+            raise ValueError(f"unknown token error reason {reason!r}")
+        super().__init__(reason, detail)
+        self.reason = Reason(reason)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
-import json
 import logging
 import math
 import re
@@ -37,21 +35,19 @@ from types import MappingProxyType
 from typing import Any
 
 import jwt
-import requests
-import urllib3.exceptions
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import HMACAlgorithm
 from jwt.types import Options
 
-from .reasons import GATE_PHRASES, Reason
+from .jwks import JWKSClient
+from .reasons import TokenError
 
 logger = logging.getLogger("flask_access_cors")
 
 #: Every reason a token can be refused for: the gate's reasons but ``access_denied``,
 #: which is a rule's verdict on a verified identity, not a token's.
-_REASONS = frozenset(GATE_PHRASES) - {Reason.ACCESS_DENIED}
 
 # HS256 for the app's own tokens; RS256/ES256 for Cloudflare Access and the app's
 # own asymmetric keys. A closed list: anything else (``none`` above all) is refused.
@@ -64,26 +60,6 @@ _MIN_SECRET_BYTES = 32
 _MAX_CREDENTIAL_BYTES = 512
 
 
-class TokenError(Exception):
-    """A token could not be accepted. ``reason`` is a stable code.
-
-    ``detail`` is short text for the server-side debug log. It never holds a
-    secret or the raw token, so ``str(error)`` is safe to log; the client only
-    ever sees the HTTP status.
-    """
-
-    reason: Reason
-    detail: str
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        if reason not in _REASONS:
-            raise ValueError(f"unknown token error reason {reason!r}")
-        super().__init__(reason, detail)
-        self.reason = Reason(reason)
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
 # --------------------------------------------------------------------------- identity
@@ -228,252 +204,6 @@ def _cookie_value(cookie_header: str, cookie_name: str) -> str | None:
             raise TokenError("token_malformed", f"two {cookie_name} cookies")
         found = value
     return found
-
-
-# --------------------------------------------------------------------------- JWKS
-
-
-@dataclass(frozen=True)
-class _KeySet:
-    """One fetched JWKS document, reduced to the keys we can verify with."""
-
-    by_kid: Mapping[str, jwt.PyJWK]
-    keys: tuple[jwt.PyJWK, ...]
-
-    def find(self, kid: str | None) -> jwt.PyJWK | None:
-        if kid is None:
-            return self.keys[0] if len(self.keys) == 1 else None
-        return self.by_kid.get(kid)
-
-
-class _FetchError(Exception):
-    """A JWKS fetch failed; the message is for the log."""
-
-
-# Everything a GET can fail with; urllib3 errors escape requests on raw reads.
-_NETWORK_ERRORS = (
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
-    http.client.HTTPException,
-    OSError,
-    ValueError,
-)
-
-
-class JWKSClient:
-    """Signing keys from a JWKS URL, cached, rate-limited and stale-if-error.
-
-    PyJWT's ``PyJWKClient`` refetches on every unknown ``kid`` and drops its
-    keys when the endpoint fails, which turns a flood of forged ``kid`` values
-    into a flood of fetches and a key-server outage into an outage of ours.
-    Here:
-
-    * the key set is refetched after ``lifespan`` seconds, or for an unknown
-      ``kid``, but never sooner than ``cooldown`` seconds after the last fetch
-      *attempt* (successful or not);
-    * a failed refetch keeps the last good key set serving (logged at WARNING);
-    * concurrent callers share one fetch, and the state lock is never held
-      across the HTTP request;
-    * the fetch has a timeout for the whole body, a size cap, and does not
-      follow redirects.
-
-    ``get_key`` returns a :class:`jwt.PyJWK`, which binds the key to its one
-    algorithm: PyJWT then refuses a token whose ``alg`` differs from the key's.
-    """
-
-    fetches: int
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        cooldown: float = 30.0,
-        lifespan: float = 300.0,
-        timeout: float = 3.0,
-        max_bytes: int = 262144,
-        clock: Callable[[], float] = time.monotonic,
-        session: requests.Session | None = None,
-    ) -> None:
-        if not re.match(r"https?://", url):
-            raise ValueError(f"JWKS URL must be http(s): {url!r}")
-        if cooldown < 0 or lifespan <= 0 or timeout <= 0 or max_bytes <= 0:
-            raise ValueError("cooldown must be >= 0; lifespan, timeout and max_bytes > 0")
-        self.url = url
-        self.cooldown = cooldown
-        self.lifespan = lifespan
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self.fetches = 0
-        self._clock = clock
-        self._session = session if session is not None else requests.Session()
-        self._lock = threading.Lock()  # guards the fields below; held only briefly
-        self._fetch_lock = threading.Lock()  # one fetch at a time
-        self._keyset: _KeySet | None = None
-        self._loaded_at = 0.0
-        self._last_attempt: float | None = None
-        self._in_flight = False
-
-    def get_key(self, kid: str | None) -> Any:
-        """The key for ``kid`` (a token without ``kid`` needs a one-key set).
-
-        Raises ``TokenError("key_unknown")`` when the key set (refreshed if
-        allowed) has no such key, and ``TokenError("key_unavailable")`` when no
-        key set was ever obtained.
-        """
-        with self._lock:
-            now = self._clock()
-            keyset = self._keyset
-            key = keyset.find(kid) if keyset is not None else None
-            if key is not None and now - self._loaded_at < self.lifespan:
-                return key
-            in_flight = self._in_flight
-            # A caller that finds a fetch in flight joins it rather than starting another.
-            due = not in_flight and (self._last_attempt is None or now - self._last_attempt >= self.cooldown)
-            seen = self.fetches
-        if key is not None:
-            # Known but stale: serve it unless a refresh is due and nobody is doing it.
-            if not due or not self._fetch_lock.acquire(blocking=False):
-                return key
-        elif due or in_flight:
-            self._fetch_lock.acquire()  # wait for the fetch in flight, if any
-        else:
-            return self._found(keyset, None, kid)
-        try:
-            with self._lock:
-                if not due or self.fetches != seen:
-                    # Someone else's fetch finished while we waited: it is the answer.
-                    keyset = self._keyset
-                    return self._found(keyset, keyset.find(kid) if keyset else None, kid)
-                self._last_attempt = self._clock()
-                self.fetches += 1
-                self._in_flight = True
-            fetched: _KeySet | None = None
-            try:
-                fetched = self._fetch()
-            except _FetchError as exc:
-                self._log_failure(str(exc))
-            finally:
-                with self._lock:
-                    if fetched is not None:
-                        self._keyset = fetched
-                        self._loaded_at = self._clock()
-                    self._in_flight = False
-                    keyset = self._keyset
-        finally:
-            self._fetch_lock.release()
-        return self._found(keyset, keyset.find(kid) if keyset else None, kid)
-
-    def _found(self, keyset: _KeySet | None, key: jwt.PyJWK | None, kid: str | None) -> Any:
-        if keyset is None:
-            raise TokenError("key_unavailable", f"no key set could be fetched from {self.url}")
-        if key is None:
-            if kid is None:
-                detail = f"token has no kid and the set has {len(keyset.keys)} keys"
-                raise TokenError("key_unknown", detail)
-            raise TokenError("key_unknown", f"kid {kid[:64]!r} is not in the key set")
-        return key
-
-    def _log_failure(self, why: str) -> None:
-        if self._keyset is not None:
-            logger.warning(
-                "JWKS fetch from %s failed (%s); still serving the last good key set", self.url, why
-            )
-        else:
-            logger.warning("JWKS fetch from %s failed (%s); no key set available", self.url, why)
-
-    def _fetch(self) -> _KeySet:
-        """GET the JWKS document, bounded in time and size, and parse it."""
-        deadline = time.monotonic() + self.timeout
-        body = bytearray()
-        try:
-            with self._session.get(
-                self.url,
-                timeout=self.timeout,
-                allow_redirects=False,
-                stream=True,
-                headers={"Accept": "application/json"},
-            ) as response:
-                if response.status_code != 200:
-                    raise _FetchError(f"HTTP status {response.status_code}")
-                declared = response.headers.get("Content-Length", "")
-                if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise _FetchError(f"body of {declared} bytes exceeds {self.max_bytes}")
-                # read1 returns as soon as *some* bytes arrive, so a server that
-                # drips its body cannot hold us past the deadline; read(n) would
-                # wait for all n bytes. (urllib3 1.x has no read1.)
-                read = getattr(response.raw, "read1", None) or response.raw.read
-                while len(body) <= self.max_bytes:
-                    chunk = read(min(16384, self.max_bytes + 1 - len(body)), decode_content=True)
-                    if not chunk:
-                        break
-                    body += chunk
-                    if time.monotonic() > deadline:
-                        raise _FetchError(f"body not received within {self.timeout} s")
-                if len(body) > self.max_bytes:
-                    raise _FetchError(f"body exceeds {self.max_bytes} bytes")
-        except _NETWORK_ERRORS as e:
-            raise _FetchError(type(e).__name__) from None
-        return self._parse(bytes(body))
-
-    @staticmethod
-    def _parse(body: bytes) -> _KeySet:
-        """Keep the usable signing keys; a set without any counts as a failed fetch.
-
-        Cloudflare's document also carries ``public_cert``/``public_certs``;
-        only ``keys`` is read.
-        """
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            raise _FetchError("body is not JSON") from None
-        members = document.get("keys") if isinstance(document, dict) else None
-        if not isinstance(members, list):
-            raise _FetchError('no "keys" list')
-        by_kid: dict[str, jwt.PyJWK] = {}
-        keys: list[jwt.PyJWK] = []
-        for member in members:
-            key = _usable_key(member)
-            if key is None:
-                continue
-            kid = member.get("kid")
-            if kid is not None:
-                if kid in by_kid:
-                    continue  # ambiguous duplicate: the first one wins
-                by_kid[kid] = key
-            keys.append(key)
-        if not keys:
-            raise _FetchError("no usable signing key in the set")
-        return _KeySet(by_kid=by_kid, keys=tuple(keys))
-
-
-def _usable_key(member: Any) -> jwt.PyJWK | None:
-    """A PyJWK for an RS256/ES256 public signing key, or ``None`` to skip it."""
-    if not isinstance(member, dict):
-        return None
-    kty, alg, kid = member.get("kty"), member.get("alg"), member.get("kid")
-    if member.get("use", "sig") != "sig" or "d" in member:
-        return None  # an encryption key, or private material published by mistake
-    key_ops = member.get("key_ops")
-    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
-        return None
-    if kid is not None and not isinstance(kid, str):
-        return None
-    if kty == "RSA" and alg in (None, "RS256"):
-        algorithm = "RS256"
-    elif kty == "EC" and member.get("crv") == "P-256" and alg in (None, "ES256"):
-        algorithm = "ES256"
-    else:
-        return None
-    try:
-        key = jwt.PyJWK(member, algorithm=algorithm)
-    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
-        return None
-    if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < _MIN_RSA_BITS:
-        return None
-    return key
-
-
-# --------------------------------------------------------------------------- verification
 
 
 class TokenVerifier:

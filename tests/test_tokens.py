@@ -44,11 +44,11 @@ from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from flask_access_cors import tokens
+from flask_access_cors.jwks import JWKSClient
+from flask_access_cors.reasons import TokenError
 from flask_access_cors.tokens import (
     Identity,
-    JWKSClient,
     ServiceTokens,
-    TokenError,
     TokenIssuer,
     TokenVerifier,
     identity_from_claims,

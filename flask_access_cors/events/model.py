@@ -161,6 +161,7 @@ FIELD_LIMITS: Mapping[str, int] = MappingProxyType(
         "identity": 256,
         "policy": 256,
         "detail": 200,
+        "request_id": 64,
     }
 )
 
@@ -192,6 +193,8 @@ class Event:
     remote_addr: str | None
     identity: str | None
     count: int = 1
+    #: The request's ``X-Request-ID`` or ``CF-Ray``: ties the event to access logs.
+    request_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None or self.time.utcoffset() is None:
@@ -213,6 +216,7 @@ class Event:
         remote_addr: str | None,
         identity: str | None = None,
         detail: str | None = None,
+        request_id: str | None = None,
     ) -> Event:
         """A new event for a denial happening now.
 
@@ -236,6 +240,7 @@ class Event:
             policy=_escaped(policy, "policy"),
             remote_addr=escape(remote_addr, FIELD_LIMITS["remote_addr"]),
             identity=escape(identity, FIELD_LIMITS["identity"]),
+            request_id=escape(request_id, FIELD_LIMITS["request_id"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,6 +259,7 @@ class Event:
             "remote_addr": self.remote_addr,
             "identity": self.identity,
             "count": self.count,
+            "request_id": self.request_id,
         }
 
     @classmethod
@@ -265,13 +271,14 @@ class Event:
         """
         try:
             fields = {name: data[name] for name in (*_REQUIRED_TEXT, *_OPTIONAL_TEXT)}
+            fields["request_id"] = data.get("request_id")  # absent in records of 0.1
             raw_time, status, count = data["time"], data["status"], data.get("count", 1)
         except KeyError as exc:
             raise ValueError(f"event record lacks field {exc.args[0]!r}") from None
         for name in _REQUIRED_TEXT:
             if not isinstance(fields[name], str):
                 raise ValueError(f"event field {name!r} must be a string")
-        for name in _OPTIONAL_TEXT:
+        for name in (*_OPTIONAL_TEXT, "request_id"):
             if fields[name] is not None and not isinstance(fields[name], str):
                 raise ValueError(f"event field {name!r} must be a string or null")
         for name, number in (("status", status), ("count", count)):
