@@ -35,7 +35,7 @@ from .login import LoginLinks
 from .origins import is_loopback_host
 from .policy import Header, Policy
 from .scopes import Scopes, ViewMarks
-from .settings import POLICY_SETTINGS, SETTINGS, ConfigError, Problems, config_settings, parse_settings
+from .settings import POLICY_SETTINGS, SETTINGS, Problems, config_settings, parse_settings
 from .tokens import Identity
 from .wsgi import BOX, HeaderMiddleware, merge_headers
 
@@ -394,13 +394,9 @@ class AccessCors:
 
     def _mark(self, view: F, **marks: Any) -> F:
         """A wrapper carrying the marks: the function given is never changed, so a
-        function shared by several routes keeps each route's own policy."""
-        for state in self._states:
-            if view in state.app.view_functions.values():
-                raise ConfigError([("invalid_value", (
-                    f"view {view.__name__!r} is already registered on a route: put "
-                    "@access.cors, @access.public and @access.exempt below @app.route"
-                ))])
+        function shared by several routes keeps each route's own policy. A wrapper that
+        is never registered while its function is (the decorator was put above
+        ``@app.route``) is refused when the route's policy is compiled (:meth:`_State.marks`)."""
         before: ViewMarks = getattr(view, _MARKS, ViewMarks())
         settings = marks.pop("settings", before.settings)
         if settings is not None and before.settings is not None:

@@ -22,7 +22,9 @@ __all__ = ["looks_like_regex", "readings"]
 _PLAIN = re.compile(r"[^%\\]*\Z")
 _ENCODED = re.compile(r"%(?:2[fFeE5]|5[cC])")
 _SLASHES = re.compile(r"/{2,}")
-_REGEX_LIKE = re.compile(r"\.[*\[(\\^$?+]|\\")
+#: ``.`` before a quantifier or group, a backslash escape, a character class ``[0-9]``
+#: or an alternation ``(a|b)``: nobody writes these in a URL path by accident.
+_REGEX_LIKE = re.compile(r"\.[*\[(\\^$?+]|\\|\[[^\]/]*\]|\([^)/]*\|[^)/]*\)")
 
 
 def looks_like_regex(pattern: str) -> bool:

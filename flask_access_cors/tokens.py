@@ -42,7 +42,7 @@ from jwt.algorithms import HMACAlgorithm
 from jwt.types import Options
 
 from .jwks import JWKSClient
-from .reasons import TokenError
+from .reasons import Reason, TokenError
 
 logger = logging.getLogger("flask_access_cors")
 
@@ -120,7 +120,7 @@ def identity_from_claims(claims: Mapping[str, Any], source: str) -> Identity:
             common_name=common_name,
         )
     if not isinstance(subject, str) or not subject:
-        raise TokenError("token_invalid", "the token names no subject")
+        raise TokenError(Reason.TOKEN_INVALID, "the token names no subject")
     email = claims.get("email")
     return Identity(
         subject=subject,
@@ -201,7 +201,7 @@ def _cookie_value(cookie_header: str, cookie_name: str) -> str | None:
         if not value:
             continue
         if found is not None:
-            raise TokenError("token_malformed", f"two {cookie_name} cookies")
+            raise TokenError(Reason.TOKEN_MALFORMED, f"two {cookie_name} cookies")
         found = value
     return found
 
@@ -285,16 +285,16 @@ class TokenVerifier:
             return dict(entry[0])
 
         if len(token) > self._max_token_bytes:
-            raise TokenError("token_malformed", f"token longer than {self._max_token_bytes} bytes")
+            raise TokenError(Reason.TOKEN_MALFORMED, f"token longer than {self._max_token_bytes} bytes")
         if not token.isascii():
-            raise TokenError("token_malformed", "token is not ASCII")
+            raise TokenError(Reason.TOKEN_MALFORMED, "token is not ASCII")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise TokenError("token_malformed", _describe(exc)) from None
+            raise TokenError(Reason.TOKEN_MALFORMED, _describe(exc)) from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._allowed:
-            raise TokenError("token_invalid", f"alg {str(alg)[:16]!r} is not allowed")
+            raise TokenError(Reason.TOKEN_INVALID, f"alg {str(alg)[:16]!r} is not allowed")
         kid = header.get("kid")
         key = self._jwks.get_key(kid) if self._jwks is not None else self._key
 
@@ -308,20 +308,20 @@ class TokenVerifier:
                 options=self._options,
             )
         except jwt.InvalidAudienceError as exc:
-            raise TokenError("audience_mismatch", _describe(exc)) from None
+            raise TokenError(Reason.AUDIENCE_MISMATCH, _describe(exc)) from None
         except jwt.InvalidIssuerError as exc:
-            raise TokenError("issuer_mismatch", _describe(exc)) from None
+            raise TokenError(Reason.ISSUER_MISMATCH, _describe(exc)) from None
         except jwt.ExpiredSignatureError as exc:
-            raise TokenError("token_expired", _describe(exc)) from None
+            raise TokenError(Reason.TOKEN_EXPIRED, _describe(exc)) from None
         except jwt.ImmatureSignatureError as exc:
-            raise TokenError("token_not_yet_valid", _describe(exc)) from None
+            raise TokenError(Reason.TOKEN_NOT_YET_VALID, _describe(exc)) from None
         except jwt.InvalidSignatureError as exc:  # a DecodeError subclass: test it first
-            raise TokenError("token_invalid", _describe(exc)) from None
+            raise TokenError(Reason.TOKEN_INVALID, _describe(exc)) from None
         except jwt.DecodeError as exc:
-            raise TokenError("token_malformed", _describe(exc)) from None
+            raise TokenError(Reason.TOKEN_MALFORMED, _describe(exc)) from None
         except (jwt.PyJWTError, TypeError, ValueError) as exc:
             # Other claim errors, a missing required claim, a key of the wrong type.
-            raise TokenError("token_invalid", _describe(exc)) from None
+            raise TokenError(Reason.TOKEN_INVALID, _describe(exc)) from None
 
         exp = self._check_times(claims)
         self._remember(token, claims, exp)
@@ -334,11 +334,11 @@ class TokenVerifier:
         iat = _numeric_date(claims, "iat")
         nbf = _numeric_date(claims, "nbf") if "nbf" in claims else None
         if exp <= now - self._leeway:
-            raise TokenError("token_expired", "exp is in the past")
+            raise TokenError(Reason.TOKEN_EXPIRED, "exp is in the past")
         if nbf is not None and nbf > now + self._leeway:
-            raise TokenError("token_not_yet_valid", "nbf is in the future")
+            raise TokenError(Reason.TOKEN_NOT_YET_VALID, "nbf is in the future")
         if iat > now + self._leeway:
-            raise TokenError("token_not_yet_valid", "iat is in the future")
+            raise TokenError(Reason.TOKEN_NOT_YET_VALID, "iat is in the future")
         return exp
 
     def _remember(self, token: str, claims: dict[str, Any], exp: float) -> None:
@@ -395,10 +395,10 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise TokenError("token_invalid", f"{name} is not a NumericDate")
+            raise TokenError(Reason.TOKEN_INVALID, f"{name} is not a NumericDate")
         return float(value)
     except OverflowError:  # an int too large for a float (exp = 10**400)
-        raise TokenError("token_invalid", f"{name} is out of range") from None
+        raise TokenError(Reason.TOKEN_INVALID, f"{name} is out of range") from None
 
 
 def _describe(exc: Exception) -> str:
@@ -446,14 +446,14 @@ class ServiceTokens:
         self._decoy = secrets.token_bytes(32)
 
     def check(self, client_id: str, client_secret: str) -> Identity:
-        """The service identity for a valid pair, else ``TokenError("service_token_invalid")``."""
+        """The service identity for a valid pair, else ``TokenError`` (``service_token_invalid``)."""
         if not (_credential_ok(client_id) and _credential_ok(client_secret)):
-            raise TokenError("service_token_invalid", "client id or secret is not short ASCII")
+            raise TokenError(Reason.SERVICE_TOKEN_INVALID, "client id or secret is not short ASCII")
         expected = self._digests.get(client_id)
         given = hashlib.sha256(client_secret.encode()).digest()
         matches = hmac.compare_digest(given, self._decoy if expected is None else expected)
         if expected is None or not matches:
-            raise TokenError("service_token_invalid", f"no match for client id {client_id[:64]!r}")
+            raise TokenError(Reason.SERVICE_TOKEN_INVALID, f"no match for client id {client_id[:64]!r}")
         return self._identities[client_id]
 
 
