@@ -24,7 +24,7 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from . import cors
-from .gate import Gate, authorize
+from .gate import Gate, audience_ok, authorize
 from .login import return_target
 from .policy import Header, Policy
 from .reasons import Denial, Reason, RequestType
@@ -118,6 +118,12 @@ def decide(facts: Facts, gate: Gate) -> Decision:
         headers = policy.plain
     if policy.gate:
         return _gate(facts, gate, policy, kind, headers, origin)
+    if gate.optional:
+        # Optional authentication: a valid token still names the caller; a missing or
+        # invalid one denies nothing and records nothing.
+        found = gate.identify(environ)
+        if isinstance(found, Identity) and audience_ok(policy.audience, found):
+            return Decision(policy, kind, headers, identity=found, private=True)
     return Decision(policy, kind, headers)
 
 
@@ -164,6 +170,9 @@ def _gate(facts: Facts, gate: Gate, policy: Policy, kind: RequestType,
         if facts.login and found.status == 401:
             _login_hint(decision, facts, kind, origin)
         return decision
+    if not audience_ok(policy.audience, found):
+        denial = Denial(Reason.AUDIENCE_MISMATCH, f"aud {found.claims.get('aud')!r}", 401)
+        return _deny(facts.policy, kind, denial, headers)
     if not authorize(policy.require, found):
         return _deny(facts.policy, kind, Denial(Reason.ACCESS_DENIED, found.subject), headers, found)
     return Decision(facts.policy, kind, headers, identity=found, private=True)

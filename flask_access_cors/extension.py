@@ -75,7 +75,7 @@ class _State:
         self.app = app
         self.decorated = decorated
         parsed = parse_settings(raw, "init_app", problems, scope="app")
-        defaults = {n: SETTINGS[n].default for n in SETTINGS if SETTINGS[n].scope == "app"}
+        defaults = {n: s.default for n, s in SETTINGS.items()}
         values = {**parse_settings(defaults, "defaults", Problems(), scope="app"), **parsed}
         self.gate, self.issuer = build_gate(values, problems)
         self.login: LoginLinks | None = None
@@ -99,7 +99,7 @@ class _State:
         self.guarded = False
         self.scopes = Scopes(
             {n: v for n, v in parsed.items() if n in POLICY_SETTINGS},
-            has_verifier=self.gate.verifier is not None or self.gate.service_tokens is not None,
+            has_verifier=self.gate.optional, admit_audience=self.gate.admit_audience,
             problems=problems,
         )
         problems.raise_if_any()

@@ -16,9 +16,10 @@ from typing import Any
 
 from .jwks import JWKSClient
 from .reasons import Denial, Reason, TokenError
-from .settings import Problems, Rule
+from .settings import IssuerEntry, Problems, Rule
 from .tokens import (
     Identity,
+    IssuerRouter,
     ServiceTokens,
     TokenIssuer,
     TokenVerifier,
@@ -27,7 +28,7 @@ from .tokens import (
     locate_token,
 )
 
-__all__ = ["Gate", "authorize", "build_gate"]
+__all__ = ["Gate", "audience_ok", "authorize", "build_gate"]
 
 logger = logging.getLogger("flask_access_cors")
 
@@ -57,6 +58,17 @@ def authorize(rule: Rule | None, identity: Identity) -> bool:
     return bool(rule.groups & identity.groups)
 
 
+def audience_ok(accepted: frozenset[str] | None, identity: Identity) -> bool:
+    """Is the token for this scope (its ``aud`` includes one of ``accepted``)? Service
+    credentials checked by the app itself carry no audience and are app-wide."""
+    if accepted is None or identity.source == "service_token":
+        return True
+    aud = identity.claims.get("aud")
+    if isinstance(aud, str):
+        return aud in accepted
+    return isinstance(aud, (list, tuple)) and any(a in accepted for a in aud if isinstance(a, str))
+
+
 class Gate:
     """How this app recognises callers: a token verifier and/or service tokens.
 
@@ -65,11 +77,18 @@ class Gate:
     a clock comparison, not a signature check and a new :class:`Identity`.
     """
 
-    def __init__(self, verifier: TokenVerifier | None, service_tokens: ServiceTokens | None,
+    #: Every audience some configured issuer can mint (the shorthand issuer's grow).
+    audiences: set[str]
+    #: The shorthand issuer, which accepts each audience a scope configures.
+    grow: TokenVerifier | None = None
+
+    def __init__(self, verifier: TokenVerifier | IssuerRouter | None,
+                 service_tokens: ServiceTokens | None,
                  header_names: Sequence[str], cookie_name: str, *, cache_size: int = 4096,
                  clock: Callable[[], float] = time.time) -> None:
         self.verifier = verifier
         self.service_tokens = service_tokens
+        self.audiences = set()
         self.header_names = tuple(header_names)
         self.cookie_name = cookie_name
         #: The WSGI environ keys of the token headers, computed once.
@@ -78,6 +97,19 @@ class Gate:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._clock = clock
+
+    @property
+    def optional(self) -> bool:
+        """Can anyone be recognised at all (so a public scope may still know its caller)?"""
+        return self.verifier is not None or self.service_tokens is not None
+
+    def admit_audience(self, audience: str) -> bool:
+        """A scope accepts ``audience``: can any issuer mint it? (The shorthand issuer
+        learns it: the app accepts the union of all audiences configured anywhere.)"""
+        if self.grow is not None:
+            self.grow.accept_audience(audience)
+            self.audiences.add(audience)
+        return audience in self.audiences
 
     def identify(self, environ: Mapping[str, Any]) -> Identity | Denial:
         """The caller's verified identity, or a denial (``401``, or ``503`` without keys)."""
@@ -118,60 +150,105 @@ class Gate:
 
 
 def build_gate(values: Mapping[str, Any], problems: Problems) -> tuple[Gate, TokenIssuer | None]:
-    """The app's gate (verifier and service tokens) and issuer, from its parsed settings."""
+    """The app's gate (verifiers and service tokens) and issuer, from its parsed settings.
+
+    JWKS issuers come from ``issuers=[...]`` or the top-level shorthand
+    (``team_domain``/``jwks_url``/``issuer``/``audience``); tokens the app issues
+    itself (``jwt_secret`` or ``signing_key``) may be accepted alongside ``issuers``,
+    told apart by their own ``iss``.
+    """
+    entries: tuple[IssuerEntry, ...] = values["issuers"]
     team = values["team_domain"]
     jwks_url = values["jwks_url"] or (f"https://{team}/cdn-cgi/access/certs" if team else None)
-    issuer = values["issuer"] or (f"https://{team}" if team else None)
-    audience = values["audience"]
+    issuer = values["issuer"] or (f"https://{team}" if team and not entries else None)
+    audience: tuple[str, ...] | None = values["audience"]
     secret, pem = values["jwt_secret"], values["signing_key"]
     if secret is not None and len(secret) < 32:
         secret = None  # reported as weak_secret by the setting's parser
     algorithms = values["algorithms"]
     leeway = values["leeway"]
-    verifier: TokenVerifier | None = None
-    token_issuer: TokenIssuer | None = None
-    first_audience = audience[0] if audience else None
     before = len(problems.items)
-    if sum(x is not None for x in (jwks_url, secret, pem)) > 1:
-        problems.add(
-            "conflicting_keys",
-            "give one of jwks_url/team_domain, jwt_secret and signing_key: one verifier per app",
-        )
+    growing = False  # the shorthand issuer accepts every audience configured anywhere
+    if entries and jwks_url is not None:
+        problems.add("conflicting_keys",
+                     "give issuers=[...] or team_domain/jwks_url, not both (the top-level "
+                     "settings are shorthand for a one-entry issuers list)")
     elif jwks_url is not None:
+        if secret is not None or pem is not None:
+            problems.add("conflicting_keys",
+                         "team_domain/jwks_url with jwt_secret or signing_key: to accept both, "
+                         "list the JWKS issuers in issuers=[...] and give the app's own tokens "
+                         "an issuer of their own")
         if not audience:
             problems.add("missing_audience", "a JWKS verifier needs audience (the AUD tag)")
         if not issuer:
             problems.add("missing_issuer", "a JWKS verifier needs issuer")
-        algs = algorithms or ("RS256", "ES256")
-        if "HS256" in algs:
+        if algorithms and "HS256" in algorithms:
             problems.add("conflicting_keys", "HS256 cannot be used with a JWKS")
-        if len(problems.items) == before:
-            jwks = JWKSClient(jwks_url, cooldown=values["jwks_cooldown"])
-            verifier = TokenVerifier(algorithms=algs, audience=audience, issuer=issuer,
-                                     leeway=leeway, jwks=jwks)
-    elif secret is not None:
+        if issuer and audience:
+            entries = (IssuerEntry(issuer, jwks_url, audience, algorithms),)
+            growing = True
+    if secret is not None and pem is not None:
+        problems.add("conflicting_keys", "give jwt_secret or signing_key, not both")
+    verifiers: dict[str, TokenVerifier] = {}
+    if len(problems.items) == before:
+        for entry in entries:
+            jwks = JWKSClient(entry.jwks_url, cooldown=values["jwks_cooldown"])
+            verifiers[entry.issuer] = TokenVerifier(
+                algorithms=entry.algorithms or ("RS256", "ES256"), audience=entry.audience,
+                issuer=entry.issuer, leeway=leeway, jwks=jwks,
+            )
+    own, token_issuer = _own_tokens(secret, pem, algorithms, audience, issuer, leeway, problems)
+    if own is not None and entries and not growing:
+        if issuer is None:
+            problems.add("missing_issuer", "with issuers=[...], the app's own tokens need an "
+                         "issuer of their own (the issuer setting) to be told apart")
+        elif issuer in verifiers:
+            problems.add("conflicting_keys", f"issuer {issuer!r} is both a JWKS issuer and the "
+                         "app's own: give the app's tokens an iss of their own")
+        else:
+            verifiers[issuer] = own
+    verifier: TokenVerifier | IssuerRouter | None
+    if len(verifiers) > 1:
+        verifier = IssuerRouter(verifiers)
+    else:
+        verifier = next(iter(verifiers.values()), own)
+    if algorithms and not entries and own is None and secret is None and pem is None:
+        problems.add("invalid_value", "algorithms is set but no key or JWKS is configured")
+    tokens = ServiceTokens(values["service_tokens"]) if values["service_tokens"] else None
+    gate = Gate(verifier, tokens, values["token_headers"], values["cookie_name"])
+    gate.audiences = set().union(*(e.audience for e in entries), audience if own and audience else ())
+    if growing and entries[0].issuer in verifiers:
+        gate.grow = verifiers[entries[0].issuer]
+    return gate, token_issuer
+
+
+def _own_tokens(secret: bytes | None, pem: str | None, algorithms: tuple[str, ...] | None,
+                audience: tuple[str, ...] | None, issuer: str | None, leeway: float,
+                problems: Problems) -> tuple[TokenVerifier | None, TokenIssuer | None]:
+    """The verifier and issuer of the tokens the app issues itself, if it does."""
+    first_audience = audience[0] if audience else None
+    if secret is not None and pem is None:
         if algorithms and algorithms != ("HS256",):
             problems.add("conflicting_keys", "jwt_secret verifies HS256 tokens only")
-        else:
-            verifier = TokenVerifier(algorithms=("HS256",), audience=audience, issuer=issuer,
-                                     leeway=leeway, key=secret)
-            token_issuer = TokenIssuer(algorithm="HS256", key=secret, issuer=issuer,
-                                       audience=first_audience)
-    elif pem is not None:
+            return None, None
+        return (
+            TokenVerifier(algorithms=("HS256",), audience=audience, issuer=issuer, leeway=leeway,
+                          key=secret),
+            TokenIssuer(algorithm="HS256", key=secret, issuer=issuer, audience=first_audience),
+        )
+    if pem is not None and secret is None:
         try:
             private, public, alg = load_private_key(pem)
         except ValueError as exc:
             problems.add("invalid_value", f"signing_key: {exc}")
-        else:
-            if algorithms and algorithms != (alg,):
-                problems.add("conflicting_keys", f"signing_key is an {alg} key")
-            else:
-                verifier = TokenVerifier(algorithms=(alg,), audience=audience, issuer=issuer,
-                                         leeway=leeway, key=public)
-                token_issuer = TokenIssuer(algorithm=alg, key=private, issuer=issuer,
-                                           audience=first_audience)
-    elif algorithms:
-        problems.add("invalid_value", "algorithms is set but no key or JWKS is configured")
-    tokens = ServiceTokens(values["service_tokens"]) if values["service_tokens"] else None
-    gate = Gate(verifier, tokens, values["token_headers"], values["cookie_name"])
-    return gate, token_issuer
+            return None, None
+        if algorithms and algorithms != (alg,):
+            problems.add("conflicting_keys", f"signing_key is an {alg} key")
+            return None, None
+        return (
+            TokenVerifier(algorithms=(alg,), audience=audience, issuer=issuer, leeway=leeway,
+                          key=public),
+            TokenIssuer(algorithm=alg, key=private, issuer=issuer, audience=first_audience),
+        )
+    return None, None

@@ -66,6 +66,8 @@ class Policy:
     preflight: str
     gate: bool
     require: Rule | None
+    #: The ``aud`` values this scope accepts (``None``: whatever the issuers accept).
+    audience: frozenset[str] | None
     debug: bool
     #: The answer depends on ``Origin``, so every response says ``Vary: Origin``.
     vary: bool
@@ -136,6 +138,7 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
         preflight=merged["preflight"],
         gate=merged["gate"] or require is not None,
         require=require,
+        audience=frozenset(merged["audience"]) if merged["audience"] else None,
         debug=merged["debug"],
         vary=vary,
         actual_tail=tuple(actual_tail),

@@ -12,7 +12,7 @@ Pure: no Flask.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +43,11 @@ class Scopes:
     """Every scope's compiled policy; a policy with problems is never served."""
 
     def __init__(self, app_layer: Mapping[str, Any], *, has_verifier: bool,
-                 problems: Problems) -> None:
+                 admit_audience: Callable[[str], bool], problems: Problems) -> None:
         self.defaults = policy_defaults()
         self.app_layer = app_layer
         self.has_verifier = has_verifier
+        self.admit_audience = admit_audience
         #: Parsed blueprint layers and URL prefixes, by registered (dotted) name.
         self.blueprints: dict[str, tuple[Mapping[str, Any], str | None]] = {}
         self.by_chain: dict[tuple[str, ...], Policy] = {}
@@ -68,6 +69,13 @@ class Scopes:
                 "(they never send credentials on one); use 'respond' unless a proxy in front "
                 "adds them", name,
             )
+        for audience in sorted(policy.audience or ()):
+            if not self.admit_audience(audience):
+                problems.add(
+                    "unreachable_audience",
+                    f"{name}: audience {audience!r} is not among the audiences of any issuer "
+                    "(issuers=[...] entries, or the app's own tokens), so no token could pass",
+                )
         if policy.gate and not self.has_verifier:
             problems.add(
                 "missing_verifier",

@@ -12,6 +12,7 @@ The settings reference in the docs is generated from :data:`SETTINGS`.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -294,7 +295,8 @@ def _require(value: Any, name: str, problems: Problems) -> Rule | None:
     values: dict[str, frozenset[str]] = {}
     for key, item in value.items():
         if key not in _REQUIRE_KEYS:
-            problems.add("invalid_value", f"{name}: unknown key {key!r}")
+            problems.add("invalid_value",
+                         f"{name}: unknown key {key!r}{did_you_mean(str(key), _REQUIRE_KEYS)}")
             continue
         items = _strings(item, f"{name}[{key!r}]", problems, allow_star=False) or []
         if key in ("emails", "email_domains"):
@@ -387,6 +389,62 @@ def _algorithms(value: Any, name: str, problems: Problems) -> tuple[str, ...] | 
             "conflicting_keys", f"{name}: HS256 cannot be mixed with public-key algorithms"
         )
     return tuple(items)
+
+
+@dataclass(frozen=True)
+class IssuerEntry:
+    """One token issuer with a JWKS: whose ``iss`` it is, its keys and its audiences."""
+
+    issuer: str
+    jwks_url: str
+    audience: tuple[str, ...]
+    algorithms: tuple[str, ...] | None = None
+
+
+_ISSUER_KEYS = ("team_domain", "jwks_url", "issuer", "audience", "algorithms")
+
+
+def _issuers(value: Any, name: str, problems: Problems) -> tuple[IssuerEntry, ...]:
+    if value is None:
+        return ()
+    items = _seq(value)
+    if items is None or not all(isinstance(i, Mapping) for i in items):
+        problems.add("invalid_value", f"{name} must be a list of mappings with the keys "
+                     f"{', '.join(_ISSUER_KEYS)}")
+        return ()
+    entries: list[IssuerEntry] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"{name}[{index}]"
+        for key in item:
+            if key not in _ISSUER_KEYS:
+                problems.add("invalid_value", f"{where}: unknown key {key!r}"
+                             f"{did_you_mean(str(key), _ISSUER_KEYS)}")
+        team = _team_domain(item.get("team_domain"), f"{where}: team_domain", problems)
+        jwks_url = _url(item.get("jwks_url"), f"{where}: jwks_url", problems) or (
+            f"https://{team}/cdn-cgi/access/certs" if team else None
+        )
+        issuer = _optional_str(item.get("issuer"), f"{where}: issuer", problems) or (
+            f"https://{team}" if team else None
+        )
+        audience = _audience(item.get("audience"), f"{where}: audience", problems)
+        algorithms = _algorithms(item.get("algorithms"), f"{where}: algorithms", problems)
+        if jwks_url is None:
+            problems.add("invalid_value", f"{where} needs team_domain or jwks_url")
+        if issuer is None:
+            problems.add("missing_issuer", f"{where} needs an issuer (or team_domain)")
+        if not audience:
+            problems.add("missing_audience", f"{where} needs an audience (the AUD tag)")
+        if algorithms and "HS256" in algorithms:
+            problems.add("conflicting_keys", f"{where}: HS256 cannot be used with a JWKS")
+        if issuer is not None and issuer in seen:
+            problems.add("conflicting_keys", f"{where}: issuer {issuer!r} is listed twice; "
+                         "list each issuer once, with all its audiences")
+        if issuer is not None:
+            seen.add(issuer)
+        if jwks_url and issuer and audience:
+            entries.append(IssuerEntry(issuer, jwks_url, audience, algorithms))
+    return tuple(entries)
 
 
 def _non_negative(value: Any, name: str, problems: Problems) -> float:
@@ -542,9 +600,17 @@ _ALL = [
             "JWKS URL for RS256/ES256 tokens; needs ``audience`` and ``issuer``.", "``None``"),
     Setting("issuer", "app", None, _optional_str,
             "Required ``iss`` claim.", "``None``"),
-    Setting("audience", "app", None, _audience,
-            "Required ``aud`` (a string or a list; a token's list ``aud`` must contain one).",
-            "``None``"),
+    Setting("audience", "policy", None, _audience,
+            "Accepted ``aud`` values (a string or a list; a token's list ``aud`` must contain "
+            "one). A policy setting: each Cloudflare Access application (one per path) has "
+            "its own AUD tag, and a scope accepts only tokens for its own; the app accepts the "
+            "union of all audiences configured anywhere.", "``None``"),
+    Setting("issuers", "app", None, _issuers,
+            "Several token issuers: a list of mappings with the keys ``team_domain``, "
+            "``jwks_url``, ``issuer``, ``audience`` (each entry needs an issuer and an "
+            "audience) and ``algorithms``. A token is verified by the entry whose ``issuer`` "
+            "is its ``iss``. ``team_domain``/``jwks_url``/``issuer`` at the top level are "
+            "shorthand for one entry.", "``None``"),
     Setting("jwt_secret", "app", None, _secret,
             "HS256 secret (at least 32 bytes) for tokens the app issues itself.", "``None``"),
     Setting("signing_key", "app", None, _pem,
@@ -592,11 +658,36 @@ def parse_settings(
     for name, value in raw.items():
         setting = SETTINGS.get(name)
         if setting is None or (scope == "policy" and setting.scope != "policy"):
-            hint = " (an app-level setting)" if setting else ""
+            hint = " (an app-level setting)" if setting else did_you_mean(name, SETTINGS)
             problems.add("unknown_setting", f"{where}: unknown setting {name!r}{hint}")
             continue
         parsed[name] = setting.parse(value, f"{where}: {name}", problems)
     return parsed
+
+
+#: flask-cors names people bring along, and what they are called here.
+_FLASK_CORS_NAMES = {
+    "supports_credentials": "credentials",
+    "resources": "a blueprint or @access.cors per view",
+    "send_wildcard": "origins='*'",
+    "vary_header": "nothing: Vary is always right",
+    "automatic_options": "preflight",
+    "always_send": "nothing: headers go on every answer of an allowed origin",
+    "intercept_exceptions": "nothing: error responses always get the headers",
+    "allow_private_network": "private_network",
+}
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``; did you mean 'origins'?`` for a near miss (or a flask-cors name), else ``""``."""
+    lowered = name.lower().removeprefix(CONFIG_PREFIX.lower())
+    if lowered in _FLASK_CORS_NAMES:
+        here = _FLASK_CORS_NAMES[lowered]
+        if here in SETTINGS:
+            return f"; did you mean {here!r}? (flask-cors' {lowered} is {here} here)"
+        return f" (a flask-cors option; here: {here})"
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def config_settings(config: Mapping[str, Any], problems: Problems) -> dict[str, Any]:
@@ -607,7 +698,9 @@ def config_settings(config: Mapping[str, Any], problems: Problems) -> dict[str, 
             continue
         name = key[len(CONFIG_PREFIX) :].lower()
         if name not in SETTINGS or SETTINGS[name].config_key != key:
-            problems.add("unknown_setting", f"app.config: unknown key {key!r}")
+            known = [s.config_key for s in SETTINGS.values()]
+            problems.add("unknown_setting",
+                         f"app.config: unknown key {key!r}{did_you_mean(key, known)}")
             continue
         raw[name] = value
     return raw

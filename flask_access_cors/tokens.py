@@ -85,18 +85,23 @@ class Identity:
 
     @property
     def groups(self) -> frozenset[str]:
-        """Group names from the ``groups`` and ``roles`` claims (a list or one string).
+        """Group names from the ``groups`` and ``roles`` claims, at the top level and under
+        ``custom`` (a list or one string).
 
         Both claims are read because identity providers disagree on the name;
         values of any other shape are ignored rather than guessed at.
         """
         found: set[str] = set()
-        for name in ("groups", "roles"):
-            value = self.claims.get(name)
-            if isinstance(value, str):
-                value = [value]
-            if isinstance(value, (list, tuple)):
-                found.update(item for item in value if isinstance(item, str) and item)
+        custom = self.claims.get("custom")
+        # Cloudflare Access puts identity-provider claims under "custom".
+        sources = (self.claims, custom) if isinstance(custom, Mapping) else (self.claims,)
+        for claims in sources:
+            for name in ("groups", "roles"):
+                value = claims.get(name)
+                if isinstance(value, str):
+                    value = [value]
+                if isinstance(value, (list, tuple)):
+                    found.update(item for item in value if isinstance(item, str) and item)
         return frozenset(found)
 
 
@@ -278,6 +283,16 @@ class TokenVerifier:
             "verify_iat": False,
         }
 
+    def accept_audience(self, audience: str) -> None:
+        """Also accept tokens for ``audience`` (a scope configured it; SPEC 8.2: the app
+        accepts the union of all audiences configured anywhere). Only ever grows, so
+        cached verdicts stay right."""
+        if self._audience is None:
+            return  # this verifier checks no audience; the scope's own check does
+        current = [self._audience] if isinstance(self._audience, str) else self._audience
+        if audience not in current:
+            self._audience = [*current, audience]  # one atomic swap: readers see old or new
+
     def verify(self, token: str) -> dict[str, Any]:
         """The verified claims (a fresh dict), or raise :class:`TokenError`."""
         entry = self._cache.get(token)
@@ -349,6 +364,32 @@ class TokenVerifier:
             while len(self._cache) >= self._cache_size:
                 self._cache.popitem(last=False)
             self._cache[token] = (claims, exp)
+
+
+class IssuerRouter:
+    """Several issuers: a token is verified by the verifier of its ``iss``.
+
+    The ``iss`` is read unverified only to choose the verifier, which then checks
+    it again with the signature. One issuer's key server being down affects only
+    that issuer's tokens.
+    """
+
+    def __init__(self, verifiers: Mapping[str, TokenVerifier], max_token_bytes: int = 8192) -> None:
+        self.verifiers = dict(verifiers)
+        self._max_token_bytes = max_token_bytes
+
+    def verify(self, token: str) -> dict[str, Any]:
+        if len(token) > self._max_token_bytes or not token.isascii():
+            raise TokenError(Reason.TOKEN_MALFORMED, "token too long or not ASCII")
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise TokenError(Reason.TOKEN_MALFORMED, _describe(exc)) from None
+        issuer = unverified.get("iss")
+        verifier = self.verifiers.get(issuer) if isinstance(issuer, str) else None
+        if verifier is None:
+            raise TokenError(Reason.ISSUER_MISMATCH, f"no issuer configured for iss {str(issuer)[:80]!r}")
+        return verifier.verify(token)
 
 
 def _check_algorithms(algorithms: Sequence[str]) -> frozenset[str]:
