@@ -77,7 +77,12 @@ class _State:
         parsed = parse_settings(raw, "init_app", problems, scope="app")
         defaults = {n: s.default for n, s in SETTINGS.items()}
         values = {**parse_settings(defaults, "defaults", Problems(), scope="app"), **parsed}
+        before = len(problems.items)
         self.gate, self.issuer = build_gate(values, problems)
+        # Audiences are checked against the issuers only when those are right: one mistake,
+        # one report.
+        gate_ok = len(problems.items) == before
+        admit = self.gate.admit_audience if gate_ok else _any_audience
         self.login: LoginLinks | None = None
         if values["login_url"] is not None:
             if not app.secret_key:
@@ -99,7 +104,7 @@ class _State:
         self.guarded = False
         self.scopes = Scopes(
             {n: v for n, v in parsed.items() if n in POLICY_SETTINGS},
-            has_verifier=self.gate.optional, admit_audience=self.gate.admit_audience,
+            has_verifier=self.gate.optional or not gate_ok, admit_audience=admit,
             problems=problems,
         )
         problems.raise_if_any()
@@ -291,6 +296,10 @@ class _State:
             return response_class(_BODY_UNAVAILABLE, 503, {"Retry-After": self.retry_after},
                                   mimetype="application/json")
         return response_class(_BODY_FORBIDDEN, status, mimetype="application/json")
+
+
+def _any_audience(audience: str) -> bool:
+    return True
 
 
 def _apply_later(headers: Collection[Header], private: bool) -> None:
