@@ -52,6 +52,8 @@ class Facts:
     #: For a preflight: the policy of the view that handles ``OPTIONS`` itself and will
     #: run in ``bypass`` mode (``None``: Flask's automatic answer, or no route).
     options_view: Policy | None = None
+    #: Routing found a view for the request (not a 404, 405 or slash redirect).
+    routed: bool = True
     #: ``login_url`` is configured, so an unauthenticated caller can be pointed at it.
     login: bool = False
 
@@ -151,15 +153,21 @@ def _preflight(facts: Facts, gate: Gate, origin: str) -> Decision:
         return _deny(policy, _PREFLIGHT, result)
     if policy.preflight != "bypass":
         return Decision(policy, _PREFLIGHT, result, 204)
-    view = facts.options_view
+    # bypass: the preflight goes on to the app, unless there is nothing to go on to (no
+    # route, or a slash redirect: a preflight is never redirected); a view that answers
+    # OPTIONS itself, and an unknown URL of a gated scope, are gated like any method, so
+    # a forged preflight neither runs a gated view nor maps the API.
+    view = facts.options_view if facts.routed else policy
     if view is not None and view.gate:
-        # A view that answers OPTIONS itself is gated like any method: a forged
-        # preflight must not run it unauthenticated.
-        checked = _gate(facts, gate, view, _PREFLIGHT, result, origin)
+        checked = _gate(facts, gate, view, _PREFLIGHT, policy.vary_only, origin)
         if checked.status:
             return checked
-        return Decision(policy, _PREFLIGHT, result, identity=checked.identity, private=True)
-    return Decision(policy, _PREFLIGHT, result)
+        identity = checked.identity
+    else:
+        identity = None
+    if not facts.routed:
+        return Decision(policy, _PREFLIGHT, result, 204, identity=identity)
+    return Decision(policy, _PREFLIGHT, result, identity=identity, private=identity is not None)
 
 
 def _gate(facts: Facts, gate: Gate, policy: Policy, kind: RequestType,
@@ -190,7 +198,8 @@ def _login_hint(decision: Decision, facts: Facts, kind: RequestType, origin: str
     if navigating and facts.method in ("GET", "HEAD"):
         decision.status = 302
         decision.login_target = return_target(
-            facts.script_root, facts.path, environ.get("QUERY_STRING", "")
+            facts.script_root, facts.path, environ.get("QUERY_STRING", ""),
+            environ.get("RAW_URI") or environ.get("REQUEST_URI"),
         )
     elif kind in (_ACTUAL, _PREFLIGHT) and origin is not None:
         decision.login_target = origin

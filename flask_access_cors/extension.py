@@ -17,14 +17,15 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeVar
-from urllib.parse import urljoin
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import unquote, urljoin, urlsplit
 
 from blinker import Namespace
 from flask import Blueprint, Flask, Response, current_app, has_app_context, has_request_context, request
 from flask.globals import request_ctx
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, SecurityError
+from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as BaseResponse
 
 from .commands import cli
@@ -57,7 +58,15 @@ _MARKS = "_access_cors_marks"
 _BODY_FORBIDDEN = b'{"error": "forbidden"}'
 _BODY_UNAVAILABLE = b'{"error": "unavailable"}'
 
-Route = tuple[Policy, Collection[str] | None, Policy | None]
+
+
+class Route(NamedTuple):
+    """What Flask's routing says about a request, for :class:`.decision.Facts`."""
+
+    policy: Policy
+    methods: Collection[str] | None
+    options_view: Policy | None = None
+    routed: bool = True
 
 
 class _Answer(HTTPException):
@@ -143,6 +152,15 @@ class _State:
             ))
         return marks
 
+    def compile_pending(self) -> None:
+        """Compile views added since start (a view whose settings are wrong is left out:
+        it fails closed on its own requests)."""
+        if len(self.scopes.by_endpoint) < len(self.app.view_functions):
+            for endpoint in list(self.app.view_functions):
+                if endpoint not in self.scopes.by_endpoint:
+                    problems = Problems()
+                    self.scopes.endpoint(endpoint, self.marks(endpoint, problems), problems)
+
     def policy_for(self, endpoint: str) -> Policy | None:
         """The policy of ``endpoint`` (``None``: exempt). A view added after start is compiled
         on first use; one whose settings are wrong fails closed: every request to it raises
@@ -158,32 +176,66 @@ class _State:
     # -- the request -------------------------------------------------------------
 
     def route(self, req: Any) -> Route | None:
-        """The request's policy, its route's methods and, for a preflight, the policy of a
-        view that answers ``OPTIONS`` itself. ``None``: an exempt view, left alone."""
+        """The request's policy and route facts (``None``: an exempt view, left alone).
+
+        A preflight asks about another method: its policy is that of the rule the
+        actual request will reach (one URL, one view per method: ``@app.get`` +
+        ``@app.post``), unless the ``OPTIONS`` request itself will run a view that
+        answers ``OPTIONS`` (the target is exempt, or in ``bypass`` mode): then that
+        view's policy governs, exclusions and gate included.
+        """
+        environ = req.environ
+        wanted = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+        preflight = wanted is not None and req.method == "OPTIONS" and "HTTP_ORIGIN" in environ
+        method = wanted.upper() if preflight else req.method
         rule = req.url_rule
         if rule is None:
             exc = req.routing_exception
+            if isinstance(exc, RequestRedirect):  # merged slashes, strict slashes: its target
+                target, accepted = self.match(req, urlsplit(exc.new_url).path, method)
+                if target is not None:
+                    policy = self.policy_for(target.endpoint)
+                    return None if policy is None else Route(policy, accepted, routed=False)
             valid = frozenset(exc.valid_methods or ()) if isinstance(exc, MethodNotAllowed) else None
-            return self.scopes.fallback(req.path), valid, None
+            self.compile_pending()  # every view's excluded_paths count for an unrouted path
+            return Route(self.scopes.fallback(req.path), valid, routed=False)
         policy = self.policy_for(rule.endpoint)
+        if not preflight:
+            return None if policy is None else Route(policy, rule.methods)
+        handles_options = not getattr(rule, "provide_automatic_options", True)
+        options_view = policy if handles_options else None
         methods: Collection[str] | None = rule.methods
-        environ = req.environ
-        wanted = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
-        if wanted is None or req.method != "OPTIONS" or "HTTP_ORIGIN" not in environ:
-            return None if policy is None else (policy, methods, None)
-        # A preflight asks about another method: the policy is that of the rule the
-        # actual request will reach (one URL, one view per method: @app.get + @app.post).
-        options_view = None if getattr(rule, "provide_automatic_options", True) else policy
-        wanted = wanted.upper()
-        if methods is not None and wanted not in methods:
-            adapter = request_ctx.url_adapter
-            try:
-                other, _ = adapter.match(method=wanted, return_rule=True) if adapter else (None, None)
-            except HTTPException:
-                other = None
-            if other is not None:
-                policy, methods = self.policy_for(other.endpoint), other.methods
-        return None if policy is None else (policy, methods, options_view)
+        if methods is not None and method not in methods:
+            other, other_methods = self.match(req, None, method)
+            if other is not None and method in other_methods:
+                policy, methods = self.policy_for(other.endpoint), other_methods
+        if options_view is not None and (policy is None or policy.preflight == "bypass"):
+            policy, methods = options_view, rule.methods
+        return None if policy is None else Route(policy, methods, options_view)
+
+    @staticmethod
+    def match(req: Any, path: str | None, method: str) -> tuple[Any, Collection[str]]:
+        """The rule ``method`` reaches at ``path`` (a URL path; ``None``: this request's)
+        and the methods it accepts. When the URL does not accept ``method``, the rule of a
+        method it does accept (its policy still governs) and the URL's methods."""
+        adapter = request_ctx.url_adapter
+        if adapter is None:
+            return None, ()
+        if path is not None:
+            root = req.script_root
+            path = unquote(path[len(root):] if root and path.startswith(root) else path)
+        try:
+            rule, _ = adapter.match(path_info=path, method=method, return_rule=True)
+            return rule, rule.methods or ()
+        except MethodNotAllowed as exc:
+            valid = frozenset(exc.valid_methods or ())
+        except HTTPException:
+            return None, ()
+        try:
+            rule, _ = adapter.match(path_info=path, method=min(valid), return_rule=True)
+        except (HTTPException, ValueError):  # ValueError: no valid method at all
+            return None, ()
+        return rule, valid
 
     def decision(self, req: Any) -> Decision | None:
         """The decision for this request, without side effects (``None``: left alone)."""
@@ -194,7 +246,8 @@ class _State:
             return None
         environ = req.environ
         facts = Facts(environ, environ.get("REQUEST_METHOD", req.method), req.path,
-                      req.script_root, *route, login=self.login is not None)
+                      req.script_root, route.policy, route.methods, route.options_view,
+                      route.routed, login=self.login is not None)
         return decide(facts, self.gate)
 
     def before_request(self) -> Response | None:
@@ -282,14 +335,16 @@ class _State:
             return response
         if status == 302:
             assert self.login is not None and decision.login_target is not None
-            return response_class(status=302, headers={"Location": self.login.link(decision.login_target)})
+            location = self.login.link(decision.login_target, req.script_root)
+            return response_class(status=302, headers={"Location": location})
         if status == 401:
             login_url: str | None = None
             if self.login is not None:
-                login_url = self.login.login_url
+                login_url = self.login.url(req.script_root)
                 if decision.login_target is not None:
                     # absolute: the page that reads it lives on another origin
-                    login_url = urljoin(req.host_url, self.login.link(decision.login_target))
+                    link = self.login.link(decision.login_target, req.script_root)
+                    login_url = urljoin(req.host_url, link)
             body = json.dumps({"error": "unauthorized", "login_url": login_url})
             return response_class(body, 401, mimetype="application/json")
         if status == 503:

@@ -53,7 +53,8 @@ def authorize(rule: Rule | None, identity: Identity) -> bool:
     email = (identity.email or "").lower()
     if email and email in rule.emails:
         return True
-    if email and email.rpartition("@")[2] in rule.email_domains:
+    # exactly one "@": "a@evil.org@example.com" belongs to no domain
+    if email.count("@") == 1 and email.rpartition("@")[2] in rule.email_domains:
         return True
     return bool(rule.groups & identity.groups)
 

@@ -25,8 +25,17 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?%[]"
 
 
-def return_target(script_root: str, path: str, query_string: bytes | str) -> str:
-    """The URL a navigation should come back to: ``SCRIPT_NAME``, path and query, exactly."""
+def return_target(script_root: str, path: str, query_string: bytes | str,
+                  raw_uri: str | None = None) -> str:
+    """The URL a navigation should come back to: ``SCRIPT_NAME``, path and query, exactly.
+
+    ``raw_uri`` is the request target as the client sent it (``RAW_URI`` or
+    ``REQUEST_URI``, kept by gunicorn and Werkzeug): used as is when it names this
+    very path (so ``%2F`` stays ``%2F``), else the target is rebuilt from the parts.
+    """
+    if raw_uri and raw_uri.startswith("/") and is_local_path(raw_uri):
+        if unquote(raw_uri.partition("?")[0]) == script_root + path:
+            return raw_uri
     target = quote(script_root + path, safe=_PATH_SAFE)
     query = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
     if query:
@@ -61,10 +70,17 @@ class LoginLinks:
         self.login_url = login_url
         self.serializer = URLSafeTimedSerializer(secret_key, salt=_SALT)
 
-    def link(self, target: str) -> str:
+    def url(self, script_root: str = "") -> str:
+        """``login_url``; a path is the app's own, so it is under ``SCRIPT_NAME``."""
+        if self.login_url.startswith("/") and script_root:
+            return script_root + self.login_url
+        return self.login_url
+
+    def link(self, target: str, script_root: str = "") -> str:
         signed = self.serializer.dumps(target)
-        sep = "&" if "?" in self.login_url else "?"
-        return f"{self.login_url}{sep}redirect_url={quote(signed)}"
+        url = self.url(script_root)
+        sep = "&" if "?" in url else "?"
+        return f"{url}{sep}redirect_url={quote(signed)}"
 
     def safe_return_path(self, value: str | None,
                          is_allowed_origin: Callable[[str], bool]) -> str | None:

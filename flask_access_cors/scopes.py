@@ -132,8 +132,13 @@ class Scopes:
         return policy
 
     def fallback(self, path: str) -> Policy:
-        """For requests that failed routing: the blueprint owning the URL prefix (under any
-        reading of the path: ``/api//v1/x`` is under ``/api/v1``), or the app."""
+        """For requests that failed routing: a policy that excludes the path (a view's
+        ``excluded_paths`` included: when in doubt, excluded), else the blueprint owning
+        the URL prefix (under any reading of the path: ``/api//v1/x`` is under
+        ``/api/v1``), else the app."""
+        for policy in self.policies():
+            if policy.excludes and policy.is_excluded(path):
+                return policy
         if self.prefixes:
             spellings = readings(path)
             for prefix, policy in self.prefixes:

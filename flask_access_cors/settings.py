@@ -497,6 +497,9 @@ def _login_url(value: Any, name: str, problems: Problems) -> str | None:
         or text.startswith("http://")
     ):
         problems.add("invalid_value", f"{name} must be a path (/login) or an absolute URL")
+    elif text is not None and "#" in text:
+        problems.add("invalid_value", f"{name} must not have a #fragment: the return link "
+                     "appended after it would never reach the server")
     return text
 
 

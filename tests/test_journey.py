@@ -164,9 +164,10 @@ def file_server(tmp_path: Path) -> Iterator[int]:
         yield port
 
 
-def raw_get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+def raw_get(port: int, path: str, headers: dict[str, str],
+            method: str = "GET") -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.putrequest("GET", path, skip_accept_encoding=True)  # the path goes out as written
+    conn.putrequest(method, path, skip_accept_encoding=True)  # the path goes out as written
     for name, value in headers.items():
         conn.putheader(name, value)
     conn.endheaders()
@@ -321,7 +322,8 @@ def test_login_return_links_keep_path_query_and_script_name(script_root: str, ta
     response = client.get(script_root + target, headers={"Sec-Fetch-Mode": "navigate"})
     assert response.status_code == 302
     login = response.headers["Location"]
-    back = client.get(script_root + login if script_root else login)
+    assert login.startswith(script_root + "/login?")  # the app's login page, under its mount
+    back = client.get(login)
     assert back.get_data(as_text=True) == script_root + target
 
 
@@ -422,3 +424,150 @@ def test_an_extension_serving_several_apps_refuses_to_guess_outside_a_context() 
         claims = jwt.decode(access.issue_token("alice"), SECRET, algorithms=["HS256"])
         assert claims["sub"] == "alice"
         assert access.events is second.extensions["access_cors"].events
+
+
+# -- found by the red team (black-box, against the docs) -------------------------------------
+
+
+def same_url_app(mode: str, ran: list[str]) -> Flask:
+    """One URL, three views: a gated one answering OPTIONS itself, an exempt GET, and an
+    excluded POST/OPTIONS view beside a public GET."""
+    app = Flask(__name__)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    access = AccessCors()
+
+    def secret() -> str:
+        ran.append("secret")
+        return "secret"
+
+    def excluded() -> str:
+        ran.append("excluded")
+        return "excluded"
+
+    app.add_url_rule("/t2", "t2_secret", secret, methods=["PUT", "OPTIONS"])
+    app.add_url_rule("/t2", "t2_exempt", access.exempt(lambda: "exempt"), methods=["GET"])
+    app.add_url_rule("/t4", "t4_excl", access.cors(excluded_paths=["/t4"], gate=False)(excluded),
+                     methods=["POST", "OPTIONS"])
+    app.add_url_rule("/t4", "t4_pub", access.public(lambda: "public"), methods=["GET"])
+    access.init_app(app, origins=[SPA], credentials=True, jwt_secret=SECRET, gate=True,
+                    preflight=mode, event_store="memory://")
+    return app
+
+
+@pytest.mark.parametrize("mode", ["respond", "bypass"])
+@pytest.mark.parametrize("origin", [SPA, "https://evil.example", "null"])
+def test_a_preflight_rerouted_to_an_exempt_view_never_runs_the_gated_options_view(
+    mode: str, origin: str
+) -> None:
+    ran: list[str] = []
+    with serve(same_url_app(mode, ran)) as port:
+        for wanted in ("GET", "HEAD"):
+            status, headers, _ = raw_get(port, "/t2", {
+                "Origin": origin, "Access-Control-Request-Method": wanted}, method="OPTIONS")
+            assert status in (401, 403), (wanted, status)
+            assert "Access-Control-Allow-Origin" not in headers
+    assert ran == []
+
+
+@pytest.mark.parametrize("mode", ["respond", "bypass"])
+def test_an_excluded_view_answering_options_is_not_reached_through_its_neighbour(mode: str) -> None:
+    ran: list[str] = []
+    with serve(same_url_app(mode, ran)) as port:
+        status, headers, _ = raw_get(port, "/t4", {
+            "Origin": SPA, "Access-Control-Request-Method": "GET"}, method="OPTIONS")
+    assert ran == []
+    if mode == "bypass":  # the excluded view would run: the exclusion governs
+        assert status == 403 and not any(h.startswith("Access-Control-") for h in headers)
+    else:  # the extension answers from the GET view's policy; nothing runs
+        assert status == 204
+
+
+def gated_api(mode: str) -> Flask:
+    from flask import Blueprint
+
+    app, access = new_app(origins=[SPA], credentials=True, jwt_secret=SECRET, preflight=mode)
+    bp = access.blueprint(Blueprint("api", __name__, url_prefix="/api"), gate=True)
+    bp.add_url_rule("/data", "data", lambda: "data", methods=["GET", "POST"])
+    app.register_blueprint(bp)
+    return app
+
+
+@pytest.mark.parametrize("path", ["/api/nope", "/api/opt/", "/api"])
+def test_forged_preflights_in_bypass_mode_do_not_map_a_gated_api(path: str) -> None:
+    with serve(gated_api("bypass")) as port:
+        status, headers, _ = raw_get(port, path, {
+            "Origin": SPA, "Access-Control-Request-Method": "GET"}, method="OPTIONS")
+        known, _, _ = raw_get(port, "/api/data", {
+            "Origin": SPA, "Access-Control-Request-Method": "GET"}, method="OPTIONS")
+    assert status == 401 and "Access-Control-Allow-Origin" not in headers
+    assert known == 200  # Flask's automatic OPTIONS answer for a real route: no view runs
+
+
+@pytest.mark.parametrize("mode", ["respond", "bypass"])
+def test_a_preflight_with_an_inner_double_slash_is_neither_redirected_nor_widened(mode: str) -> None:
+    with serve(gated_api(mode)) as port:
+        put, put_headers, _ = raw_get(port, "/api//data", {
+            "Origin": SPA, "Access-Control-Request-Method": "PUT"}, method="OPTIONS")
+        post, _, _ = raw_get(port, "/api//data", {
+            "Origin": SPA, "Access-Control-Request-Method": "POST"}, method="OPTIONS")
+    assert put == 403 and "Access-Control-Allow-Methods" not in put_headers
+    assert post in (204, 401)  # never a 308: a preflight is not redirected
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/vx//secret"), ("GET", "/vx/%2fsecret"), ("GET", "/vx%252fsecret"),
+     ("OPTIONS", "/vx//secret")],
+)
+def test_a_views_excluded_paths_hold_when_routing_fails(method: str, path: str) -> None:
+    app, access = new_app(origins=[SPA], credentials=True, expose_headers=["X-Total"])
+
+    @app.route("/vx/<path:p>", methods=["GET", "POST"])
+    @access.cors(excluded_paths=["/vx/secret*"])
+    def vx(p: str) -> str:
+        return "vx"
+
+    headers = {"Origin": SPA}
+    if method == "OPTIONS":
+        headers["Access-Control-Request-Method"] = "DELETE"
+    with serve(app) as port:
+        status, got, _ = raw_get(port, path, headers, method=method)
+    assert status == 403, (method, path, status)
+    assert not any(h.startswith("Access-Control-") for h in got)
+
+
+def test_a_return_link_keeps_an_encoded_slash_in_the_path() -> None:
+    app, access = new_app(origins=[SPA], jwt_secret=SECRET, gate=True, login_url="/login")
+
+    @app.get("/item/<name>")
+    def item(name: str) -> str:
+        return name
+
+    @app.get("/login")
+    @access.public
+    def login() -> str:
+        return access.safe_return_path(request.args.get("redirect_url")) or "-"
+
+    with serve(app) as port:
+        status, headers, _ = raw_get(port, "/item/a%2Fb?q=a%20b+c%2B", {"Sec-Fetch-Mode": "navigate"})
+        assert status == 302
+        _, _, body = raw_get(port, headers["Location"], {})
+    assert body == b"/item/a%2Fb?q=a%20b+c%2B"
+
+
+def test_an_email_with_two_at_signs_belongs_to_no_domain() -> None:
+    app, _ = new_app(origins=[SPA], jwt_secret=SECRET, require={"email_domains": ["example.com"]})
+
+    @app.get("/x")
+    def x() -> str:
+        return "x"
+
+    client = app.test_client()
+    ok = client.get("/x", headers={"Cf-Access-Jwt-Assertion": token("a@example.com")})
+    sneaky = client.get("/x", headers={"Cf-Access-Jwt-Assertion": token("a@evil.org@example.com")})
+    assert (ok.status_code, sneaky.status_code) == (200, 403)
+
+
+def test_a_login_url_with_a_fragment_is_refused() -> None:
+    with pytest.raises(ConfigError, match="fragment"):
+        new_app(origins=[SPA], jwt_secret=SECRET, login_url="https://auth.example.com/login#x")
