@@ -29,6 +29,7 @@ from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as BaseResponse
 
 from .commands import cli
+from . import metrics
 from .decision import Decision, Facts, decide
 from .events import Event, EventLog, Store, open_store
 from .gate import build_gate
@@ -109,11 +110,13 @@ class _State:
             problems.add("invalid_value", f"event_store: {exc}")
         self._events: EventLog | None = None
         self._lock = threading.Lock()
+        self.metrics = metrics.denials() if values["metrics"] else None
         self.trap = bool(app.config.get("TRAP_HTTP_EXCEPTIONS"))
         self.guarded = False
         self.scopes = Scopes(
             {n: v for n, v in parsed.items() if n in POLICY_SETTINGS},
             has_verifier=self.gate.optional or not gate_ok, admit_audience=admit,
+            development=app.debug or app.testing,
             problems=problems,
         )
         problems.raise_if_any()
@@ -300,10 +303,13 @@ class _State:
         The event is built only when something reads it (``debug``, a signal
         receiver, or the logger at INFO), so a flood of denials costs little.
         """
+        assert decision.reason is not None
+        if self.metrics is not None:
+            self.metrics.labels(decision.reason.value, decision.policy.name,
+                                str(decision.status)).inc()
         debug = decision.policy.debug
         if not (debug or request_denied.receivers or logger.isEnabledFor(logging.INFO)):
             return None
-        assert decision.reason is not None
         event = Event.create(
             status=decision.status,
             reason=decision.reason,
@@ -327,6 +333,15 @@ class _State:
         return event
 
     def respond(self, req: Any, decision: Decision) -> Response:
+        response = self._response(req, decision)
+        if decision.policy.expose_reasons and decision.reason is not None:
+            # development only (warned about at start): the client learns the reason
+            response.headers["X-Access-Cors-Reason"] = decision.reason.value
+            if response.is_json:
+                response.set_data(json.dumps({**response.get_json(), "reason": decision.reason.value}))
+        return response
+
+    def _response(self, req: Any, decision: Decision) -> Response:
         status = decision.status
         response_class = self.app.response_class
         if status == 204:

@@ -69,6 +69,7 @@ class Policy:
     #: The ``aud`` values this scope accepts (``None``: whatever the issuers accept).
     audience: frozenset[str] | None
     debug: bool
+    expose_reasons: bool
     #: The answer depends on ``Origin``, so every response says ``Vary: Origin``.
     vary: bool
     #: Headers that follow ``Access-Control-Allow-Origin`` on an allowed actual request.
@@ -140,6 +141,7 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
         require=require,
         audience=frozenset(merged["audience"]) if merged["audience"] else None,
         debug=merged["debug"],
+        expose_reasons=merged["expose_reasons"],
         vary=vary,
         actual_tail=tuple(actual_tail),
         preflight_tail=tuple(preflight_tail),

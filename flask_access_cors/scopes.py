@@ -43,9 +43,11 @@ class Scopes:
     """Every scope's compiled policy; a policy with problems is never served."""
 
     def __init__(self, app_layer: Mapping[str, Any], *, has_verifier: bool,
-                 admit_audience: Callable[[str], bool], problems: Problems) -> None:
+                 admit_audience: Callable[[str], bool], development: bool,
+                 problems: Problems) -> None:
         self.defaults = policy_defaults()
         self.app_layer = app_layer
+        self.development = development
         self.has_verifier = has_verifier
         self.admit_audience = admit_audience
         #: Parsed blueprint layers and URL prefixes, by registered (dotted) name.
@@ -68,6 +70,12 @@ class Scopes:
                 "flask-access-cors: %s: preflight='gate' makes browsers fail every preflight "
                 "(they never send credentials on one); use 'respond' unless a proxy in front "
                 "adds them", name,
+            )
+        if policy.expose_reasons and not self.development:
+            logger.warning(
+                "flask-access-cors: %s: expose_reasons tells every client why it was refused; "
+                "it is meant for development, and this app is in neither debug nor testing "
+                "mode", name,
             )
         for audience in sorted(policy.audience or ()):
             if not self.admit_audience(audience):

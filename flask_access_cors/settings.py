@@ -13,6 +13,7 @@ The settings reference in the docs is generated from :data:`SETTINGS`.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ class Problems:
         self.items: list[tuple[str, str]] = []
 
     def add(self, code: str, message: str) -> None:
-        self.items.append((code, message))
+        if (code, message) not in self.items:  # one mistake, one report
+            self.items.append((code, message))
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -510,7 +512,17 @@ def _event_store(value: Any, name: str, problems: Problems) -> str | None:
             "invalid_value",
             f"{name} must be memory://, sqlite:///PATH or redis://HOST:PORT/DB, not {text!r}",
         )
+        return None  # reported once, here; the store is not opened
     return text
+
+
+def _metrics(value: Any, name: str, problems: Problems) -> bool:
+    enabled = _bool(value, name, problems)
+    if enabled and importlib.util.find_spec("prometheus_client") is None:
+        problems.add("invalid_value", f"{name} needs prometheus_client: "
+                     "pip install 'flask-access-cors[metrics]'")
+        return False
+    return enabled
 
 
 def _retention(value: Any, name: str, problems: Problems) -> int:
@@ -596,6 +608,10 @@ _ALL = [
             "``identity -> bool``.", "``None``"),
     Setting("debug", "policy", False, _flag,
             "Record every denial of this scope in the event log.", "``False``"),
+    Setting("expose_reasons", "policy", False, _flag,
+            "Development only: a denial also carries ``X-Access-Cors-Reason: <code>`` and a "
+            "``reason`` field in its JSON body. Logged as a warning at start when the app is "
+            "in neither debug nor testing mode.", "``False``"),
     Setting("team_domain", "app", None, _team_domain,
             "Cloudflare Access team domain (``myteam.cloudflareaccess.com``); sets "
             "``jwks_url`` and ``issuer``.", "``None``"),
@@ -643,6 +659,11 @@ _ALL = [
             "``sqlite:///<instance_path>/access_cors_events.sqlite3``"),
     Setting("event_retention", "app", 10000, _retention,
             "Newest events kept.", "``10000``"),
+    Setting("metrics", "app", False, _metrics,
+            "Count every denial in the Prometheus counter ``flask_access_cors_denials_total`` "
+            "(labels ``reason``, ``policy``, ``status``) in the default registry; needs the "
+            "``metrics`` extra (``prometheus_client``), and works under gunicorn's multiprocess "
+            "mode as ``prometheus_client`` documents.", "``False``"),
 ]
 
 #: Every setting by name, in documentation order.
