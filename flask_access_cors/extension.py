@@ -28,8 +28,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, SecurityError
 from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as BaseResponse
 
-from .commands import cli
 from . import metrics
+from .commands import cli
 from .decision import Decision, Facts, decide
 from .events import Event, EventLog, Store, open_store
 from .gate import build_gate
