@@ -86,7 +86,7 @@ def test_a_decorator_above_the_route_decorator_is_a_config_error() -> None:
     def oops() -> str:
         return "never public"
 
-    with pytest.raises(ConfigError, match="below @app.route"):
+    with pytest.raises(ConfigError, match=r"below @app\.route"):
         access.init_app(app, origins=[SPA], jwt_secret=SECRET, gate=True, event_store="memory://")
 
 
@@ -321,9 +321,9 @@ def test_login_return_links_keep_path_query_and_script_name(script_root: str, ta
     client = Client(served)
     response = client.get(script_root + target, headers={"Sec-Fetch-Mode": "navigate"})
     assert response.status_code == 302
-    login = response.headers["Location"]
-    assert login.startswith(script_root + "/login?")  # the app's login page, under its mount
-    back = client.get(login)
+    location = response.headers["Location"]
+    assert location.startswith(script_root + "/login?")  # the app's login page, under its mount
+    back = client.get(location)
     assert back.get_data(as_text=True) == script_root + target
 
 
