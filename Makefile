@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint docs bench system-deps clean
+.PHONY: demo demo-edge test lint docs bench system-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +17,9 @@ system-deps:
 
 demo: $(STAMP)
 	$(PY) -m example_app
+
+demo-edge: $(STAMP)
+	$(PY) -m example_app --edge
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check flask_access_cors tests bench example_app docs/conf.py

@@ -1,5 +1,8 @@
 """``python -m example_app`` (``make demo``): serve the API and the SPA from one process.
 
+``python -m example_app --edge`` (``make demo-edge``) runs the API behind a Cloudflare
+Access stand-in instead (:mod:`example_app.edge_demo`).
+
 Both origins listen on loopback only. Ports: ``DEMO_API_PORT`` (5001) and
 ``DEMO_SPA_PORT`` (5002); ``DEMO_INSTANCE_PATH`` moves the instance folder (the
 SQLite event store) away from ``instance/`` next to the package.
@@ -24,7 +27,45 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM stops as Ctrl+C does: servers shut down, events flushed
 
 
+def edge_main() -> int:
+    """``--edge``: the demo API behind the Cloudflare Access stand-in (example_app.edge)."""
+    from .edge_demo import HOSTS, EdgeDemo
+
+    port = int(os.environ.get("DEMO_EDGE_PORT", "8443"))
+    try:
+        running = EdgeDemo.start(port=port)
+        demo = running.__enter__()
+    except OSError as exc:
+        print(f"example_app: cannot listen on port {port}: {exc}\nSet DEMO_EDGE_PORT to a free port.",
+              file=sys.stderr)
+        return 1
+    rules = " ".join(f'"{arg}"' for arg in demo.chromium_args)
+    print(
+        "flask-access-cors behind a Cloudflare Access stand-in (DEMO ONLY)\n"
+        f"  front end (app1):            {demo.urls['app1']}\n"
+        f"  API, OPTIONS bypassed:       {demo.urls['bypass']}\n"
+        f"  API, preflights blocked:     {demo.urls['block']}\n"
+        f"  API, preflights at the edge: {demo.urls['respond']}\n"
+        f"  team domain (login):         {demo.urls['team']}\n"
+        f"  the origin, around the edge: http://127.0.0.1:{demo.origin_port}/api/me\n"
+        "The hostnames resolve to loopback only inside a browser started with:\n"
+        f"  chromium {rules} --user-data-dir=$(mktemp -d) {demo.urls['app1']}\n"
+        f"Hostnames: {', '.join(HOSTS.values())}. Press Ctrl+C to stop.",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        running.__exit__(None, None, None)
+    return 0
+
+
 def main() -> int:
+    if "--edge" in sys.argv[1:]:
+        return edge_main()
     api_origin = f"http://localhost:{API_PORT}"
     spa_origin = f"http://localhost:{SPA_PORT}"
     # DEMO_INSTANCE_PATH: where the SQLite event store goes (default: instance/ in the repo).

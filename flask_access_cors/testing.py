@@ -102,7 +102,7 @@ class FakeAccess:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
         self.fetches += 1
-        body = json.dumps({"keys": [k.jwk() for k in reversed(self._keys[-2:])]}).encode()
+        body = json.dumps(self.jwks()).encode()
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(body)))])
         return [body]
@@ -123,6 +123,10 @@ class FakeAccess:
     def issuer_entry(self) -> dict[str, Any]:
         """One entry of ``issuers=[...]``, for apps with several issuers."""
         return {"jwks_url": self.jwks_url, "issuer": self.issuer, "audience": self.audience}
+
+    def jwks(self) -> dict[str, Any]:
+        """The published key set: the signing key and, after :meth:`rotate`, the previous one."""
+        return {"keys": [k.jwk() for k in reversed(self._keys[-2:])]}
 
     def rotate(self) -> None:
         """Sign with a new key and ``kid`` from now on (the old key stays published)."""
