@@ -204,8 +204,9 @@ class AccessEdge:
             data=req.get_data(), allow_redirects=False, timeout=10,
         )
         response = Response(upstream.content, upstream.status_code)
+        response.headers.clear()  # the origin's headers only, not Werkzeug's defaults
         for name, value in upstream.raw.headers.items():  # repeated headers kept (Set-Cookie)
-            if name.lower() not in _HOP_BY_HOP:
+            if name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date"):
                 response.headers.add(name, value)
         return response
 

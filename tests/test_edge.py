@@ -55,7 +55,9 @@ def page(demo: EdgeDemo) -> Iterator[Any]:
             assert "Logged in to the API" in tab.content()
         tab.goto(demo.urls["app1"])
         yield tab
-        if os.environ.get("ACCESS_CORS_SCREENSHOTS"):
+        if os.environ.get("ACCESS_CORS_SCREENSHOTS"):  # for the docs: the page after the tests
+            tab.click("#refresh")
+            tab.wait_for_function("document.getElementById('events').textContent.length > 0")
             tab.screenshot(path=os.path.join(os.environ["ACCESS_CORS_SCREENSHOTS"], "edge.png"),
                            full_page=True)
         context.close()
