@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import click
 from flask import current_app, request
 from flask.cli import with_appcontext
+from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.routing import RequestRedirect
 
 from .events import parse_duration
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from .events import Event
     from .extension import _State
     from .policy import Policy
+    from .settings import Rule
 
 __all__ = ["cli"]
 
@@ -49,7 +53,7 @@ def _print_event(event: Event, as_json: bool) -> None:
     click.echo(
         f"{event.time:%Y-%m-%d %H:%M:%S} {event.status} {event.reason:<26} "
         f"{event.method} {event.path} origin={origin} policy={event.policy} "
-        f"count={event.count}\n    {event.message}"
+        f"count={event.count} request_id={event.request_id or '-'}\n    {event.message}"
     )
 
 
@@ -104,6 +108,39 @@ def events_command(reason: str | None, status: int | None, path: str | None,
         return
 
 
+def _default_host(config: Mapping[str, Any]) -> tuple[str, str]:
+    """The host a request is built for when ``--host`` is not given, and where it came from."""
+    server_name = config.get("SERVER_NAME")
+    if server_name:
+        return str(server_name), "SERVER_NAME"
+    for entry in config.get("TRUSTED_HOSTS") or ():
+        # Werkzeug's wildcard is a leading dot (".example.com": every subdomain)
+        if isinstance(entry, str) and entry and not entry.startswith(".") and "*" not in entry:
+            return entry, "the first TRUSTED_HOSTS entry"
+    return "localhost", "the default; set SERVER_NAME or pass --host"
+
+
+def _base_url(host: str, config: Mapping[str, Any]) -> str:
+    """``SCHEME://HOST[:PORT]/APPLICATION_ROOT`` for ``HOST[:PORT]`` or ``SCHEME://HOST[:PORT]``."""
+    scheme, sep, netloc = host.partition("://")
+    if not sep:
+        scheme, netloc = str(config.get("PREFERRED_URL_SCHEME") or "http"), host
+    if scheme not in ("http", "https") or not netloc or any(
+            c in netloc for c in "/?#@ \t\r\n"):
+        raise click.BadParameter(
+            f"{host!r} is not HOST[:PORT] or http(s)://HOST[:PORT]", param_hint="--host")
+    root = str(config.get("APPLICATION_ROOT") or "/").lstrip("/")
+    return f"{scheme}://{netloc}/{root}"
+
+
+def _routing(exc: HTTPException) -> str:
+    """Why routing failed, for the ``routing:`` line."""
+    text = f"{exc.code} {exc.name}"
+    if isinstance(exc, RequestRedirect):
+        text += f" to {exc.new_url}"
+    return f"{text} \N{EM DASH} the fallback policy decides"
+
+
 @cli.command("check")
 @click.argument("method")
 @click.argument("path")
@@ -111,9 +148,12 @@ def events_command(reason: str | None, status: int | None, path: str | None,
 @click.option("-H", "--header", "headers", multiple=True, help="'Name: value', repeatable.")
 @click.option("--preflight", is_flag=True,
               help="Ask about the preflight for METHOD (with the -H names as requested headers).")
+@click.option("--host", help="The host the request is for: HOST[:PORT] or https://HOST[:PORT] "
+              "(default: SERVER_NAME, else the first TRUSTED_HOSTS entry that is not a "
+              "wildcard, else localhost).")
 @with_appcontext
 def check_command(method: str, path: str, origin: str, headers: tuple[str, ...],
-                  preflight: bool) -> None:
+                  preflight: bool, host: str | None) -> None:
     """What would happen to this request, and why. The view does not run; nothing is logged."""
     parsed: list[tuple[str, str]] = []
     for item in headers:
@@ -133,15 +173,36 @@ def check_command(method: str, path: str, origin: str, headers: tuple[str, ...],
         environ_headers += parsed
     state = _state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    with app.test_request_context(path, method=request_method, headers=environ_headers):
-        outcome = state.decision(request._get_current_object())  # type: ignore[attr-defined]
+    source = "--host"
+    if host is None:
+        host, source = _default_host(app.config)
+    base_url = _base_url(host, app.config)
+    with app.test_request_context(path, base_url=base_url, method=request_method,
+                                  headers=environ_headers):
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        # not req.url: reading req.host raises for an untrusted host
+        url = f"{req.scheme}://{req.environ.get('HTTP_HOST', '')}{req.root_path}{req.full_path}"
+        click.echo(f"request: {request_method} {url.rstrip('?')} (host: {source})")
+        routing = req.routing_exception
+        if isinstance(routing, SecurityError):
+            untrusted = req.environ.get("HTTP_HOST")
+            click.echo(f"routing: {routing.code} {routing.name} \N{EM DASH} the host "
+                       f"{untrusted!r} is not in TRUSTED_HOSTS")
+            click.echo("outcome: denied by Flask: 400 before anything else runs (neither "
+                       "flask-access-cors nor the view sees the request); check --host and "
+                       "TRUSTED_HOSTS")
+            return
+        if routing is None:
+            rule = req.url_rule
+            click.echo(f"routing: endpoint {rule.endpoint} (rule {rule.rule})")
+        else:
+            click.echo(f"routing: {_routing(routing)}")
+        outcome = state.decision(req)
         if outcome is None:
             click.echo("outcome: untouched (exempt view, or excluded path without CORS)")
             return
-        routing = request.routing_exception
         if outcome.status == 0 and routing is not None:
-            code = getattr(routing, "code", None)
-            verdict = f"allowed by the policy; routing answers {code} (fallback policy)"
+            verdict = f"allowed by the policy; then Flask answers {routing.code} {routing.name}"
         elif outcome.status == 0:
             verdict = "allowed: the view runs"
         elif outcome.status == 204:
@@ -158,7 +219,20 @@ def check_command(method: str, path: str, origin: str, headers: tuple[str, ...],
             click.echo(f"  {name}: {value}")
 
 
-def _describe(policy: Policy) -> dict[str, str]:
+def _require_text(rule: Rule | None) -> str:
+    """A short description of a ``require`` rule: who may pass."""
+    if rule is None:
+        return "-"
+    if rule.check is not None:
+        name = getattr(rule.check, "__qualname__", None) or type(rule.check).__name__
+        return f"callable({name})"
+    parts = [f"{label}({','.join(sorted(values))})" for label, values in (
+        ("emails", rule.emails), ("domains", rule.email_domains), ("groups", rule.groups),
+        ("service_tokens", rule.service_tokens)) if values]
+    return " ".join(parts) or "-"
+
+
+def _describe(policy: Policy, route_methods: Collection[str]) -> dict[str, str]:
     s = policy.settings
     origins = s["origins"]
     if origins.any:
@@ -167,11 +241,20 @@ def _describe(policy: Policy) -> dict[str, str]:
         text = ", ".join(p.text for p in origins.patterns) or "-"
         if origins.callables:
             text += " +callable"
+    allowed = policy.methods
+    cors_methods = [m for m in sorted(route_methods)
+                    if m in allowed or (m == "HEAD" and "GET" in allowed)]
+    headers = sorted(policy.allow_headers)
+    if policy.allow_any_header:
+        headers.insert(0, "*")
     return {
         "origins": text,
-        "methods": ",".join(sorted(policy.methods)),
+        "cors_methods": ",".join(cors_methods) or "-",
+        "headers": ",".join(headers) or "-",
         "credentials": "yes" if policy.credentials else "no",
         "gate": "require" if policy.require else ("yes" if policy.gate else "no"),
+        "require": _require_text(policy.require),
+        "audience": ",".join(sorted(policy.audience)) if policy.audience is not None else "-",
         "debug": "yes" if policy.debug else "no",
         "preflight": policy.preflight,
     }
@@ -180,18 +263,19 @@ def _describe(policy: Policy) -> dict[str, str]:
 @cli.command("routes")
 @with_appcontext
 def routes_command() -> None:
-    """Every route with its effective policy."""
+    """Every route with its own methods and its effective policy."""
     state = _state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        methods = ",".join(sorted(rule.methods or ()))
         policy = state.policy_for(rule.endpoint)
         if policy is None:
-            click.echo(f"{rule.rule}  endpoint={rule.endpoint}  exempt")
+            click.echo(f"{rule.rule}  endpoint={rule.endpoint}  methods={methods}  exempt")
             continue
         excluded = "yes" if policy.is_excluded(rule.rule) else "no"
-        info = _describe(policy)
+        info = _describe(policy, rule.methods or ())
         fields = "  ".join(f"{k}={v}" for k, v in info.items())
         click.echo(
-            f"{rule.rule}  endpoint={rule.endpoint}  policy={policy.name}  {fields}  "
-            f"excluded={excluded}"
+            f"{rule.rule}  endpoint={rule.endpoint}  methods={methods}  policy={policy.name}  "
+            f"{fields}  excluded={excluded}"
         )

@@ -321,7 +321,8 @@ class _State:
             remote_addr=req.remote_addr,
             identity=decision.identity.subject if decision.identity is not None else None,
             detail=decision.detail,
-            request_id=req.environ.get("HTTP_X_REQUEST_ID") or req.environ.get("HTTP_CF_RAY"),
+            # CF-Ray first: Cloudflare sets it, while any client can send an X-Request-ID
+            request_id=req.environ.get("HTTP_CF_RAY") or req.environ.get("HTTP_X_REQUEST_ID"),
         )
         if debug:
             try:

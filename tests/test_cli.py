@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Blueprint, Flask
 
 from flask_access_cors import AccessCors, ConfigError
 from flask_access_cors.views import events_blueprint
@@ -81,25 +81,41 @@ def test_events_command_usage_errors(args: list[str]) -> None:
     assert "Traceback" not in result.output
 
 
+ROUTED_ITEMS = "routing: endpoint items (rule /items)"
+NOT_FOUND = "routing: 404 Not Found \N{EM DASH} the fallback policy decides"
+
+
 @pytest.mark.parametrize(
-    ("args", "outcome", "policy", "reason"),
+    ("args", "routing", "outcome", "policy", "reason"),
     [
-        (["GET", "/items", "--origin", APP], "allowed: the view runs", "app", "-"),
-        (["GET", "/items", "--origin", EVIL], "denied: 403", "app", "origin_not_allowed"),
-        (["PUT", "/items", "--origin", APP, "--preflight", "-H", "X-Custom: 1"],
+        (["GET", "/items", "--origin", APP], ROUTED_ITEMS, "allowed: the view runs", "app", "-"),
+        (["GET", "/items", "--origin", EVIL], ROUTED_ITEMS, "denied: 403", "app",
+         "origin_not_allowed"),
+        (["PUT", "/items", "--origin", APP, "--preflight", "-H", "X-Custom: 1"], ROUTED_ITEMS,
          "denied: 403", "app", "header_not_allowed"),
-        (["PUT", "/items", "--origin", APP, "--preflight"], "allowed: preflight answered 204",
-         "app", "-"),
-        (["GET", "/private", "--origin", APP], "denied: 401", "view:private", "token_missing"),
-        (["GET", "/admin/x", "--origin", APP], "denied: 403", "app", "excluded_path"),
-        (["GET", "/nothing", "--origin", APP],
-         "allowed by the policy; routing answers 404 (fallback policy)", "app", "-"),
+        (["PUT", "/items", "--origin", APP, "--preflight"], ROUTED_ITEMS,
+         "allowed: preflight answered 204", "app", "-"),
+        (["GET", "/private", "--origin", APP], "routing: endpoint private (rule /private)",
+         "denied: 401", "view:private", "token_missing"),
+        (["GET", "/admin/x", "--origin", APP], NOT_FOUND, "denied: 403", "app", "excluded_path"),
+        (["GET", "/nothing", "--origin", APP], NOT_FOUND,
+         "allowed by the policy; then Flask answers 404 Not Found", "app", "-"),
+        (["GET", "/items/", "--origin", EVIL], NOT_FOUND, "denied: 403", "app",
+         "origin_not_allowed"),
+        (["DELETE", "/items", "--origin", APP],
+         "routing: 405 Method Not Allowed \N{EM DASH} the fallback policy decides",
+         "allowed by the policy; then Flask answers 405 Method Not Allowed", "app", "-"),
     ],
 )
-def test_check_command(args: list[str], outcome: str, policy: str, reason: str) -> None:
+def test_check_command(args: list[str], routing: str, outcome: str, policy: str,
+                       reason: str) -> None:
     app, access, ran = build()
     result = app.test_cli_runner().invoke(args=["access-cors", "check", *args])
     assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"request: {'OPTIONS' if '--preflight' in args else args[0]} "
+                               f"http://localhost{args[1]} (host: the default")
+    assert lines[1] == routing
     assert f"outcome: {outcome}" in result.output
     assert f"policy: {policy}" in result.output
     assert f"reason: {reason}" in result.output
@@ -125,14 +141,210 @@ def test_check_command_usage_error() -> None:
     assert result.exit_code == 2 and "Name: value" in result.output
 
 
+PARTNER = "https://partner.example"
+
+
+def partner_app(**config: Any) -> tuple[Flask, AccessCors, list[str]]:
+    """An API at ``api.example.com`` whose ``partner`` blueprint allows the partner's origin."""
+    app = Flask(__name__, subdomain_matching=config.pop("subdomain_matching", False))
+    app.config.update(config)
+    access = AccessCors(app, origins=[APP], debug=True, event_store="memory://")
+    ran: list[str] = []
+    bp = Blueprint("partner", __name__, url_prefix="/partner")
+    access.blueprint(bp, origins=[PARTNER])
+
+    @bp.route("/orders", methods=["GET", "PUT"])
+    def orders() -> str:
+        ran.append("orders")
+        return "orders"
+
+    app.register_blueprint(bp)
+    return app, access, ran
+
+
+def check(app: Flask, *args: str) -> Any:
+    result = app.test_cli_runner().invoke(args=["access-cors", "check", *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_check_builds_the_request_for_server_name() -> None:
+    app, access, ran = partner_app(SERVER_NAME="api.example.com", TRUSTED_HOSTS=["api.example.com"])
+    served = app.test_client().options("/partner/orders", headers={
+        "Origin": PARTNER, "Access-Control-Request-Method": "PUT"})
+    assert served.status_code == 204  # what the server does ...
+    with app.app_context():
+        access.events.clear()
+    result = check(app, "PUT", "/partner/orders", "--origin", PARTNER, "--preflight")
+    assert result.output.splitlines()[:3] == [  # ... is what check says
+        "request: OPTIONS http://api.example.com/partner/orders (host: SERVER_NAME)",
+        "routing: endpoint partner.orders (rule /partner/orders)",
+        "outcome: allowed: preflight answered 204",
+    ]
+    assert "policy: blueprint:partner" in result.output
+    assert f"Access-Control-Allow-Origin: {PARTNER}" in result.output
+    assert ran == []
+    with app.app_context():
+        assert access.events.search() == []
+
+
+@pytest.mark.parametrize(
+    ("trusted", "host"),
+    [(["api.example.com"], "api.example.com"),
+     ([".example.com", "api.example.com:8443", "other.example"], "api.example.com:8443")],
+)
+def test_check_defaults_to_the_first_trusted_host_that_is_not_a_wildcard(
+        trusted: list[str], host: str) -> None:
+    app, _, ran = partner_app(TRUSTED_HOSTS=trusted)
+    result = check(app, "PUT", "/partner/orders", "--origin", PARTNER, "--preflight")
+    assert result.output.splitlines()[0] == (
+        f"request: OPTIONS http://{host}/partner/orders (host: the first TRUSTED_HOSTS entry)")
+    assert "outcome: allowed: preflight answered 204" in result.output
+    assert ran == []
+
+
+def test_check_says_flask_answers_400_for_an_untrusted_host() -> None:
+    app, access, ran = partner_app(SERVER_NAME="api.example.com", TRUSTED_HOSTS=["api.example.com"])
+    assert app.test_client().get("/partner/orders", base_url="http://evil.example",
+                                 headers={"Origin": PARTNER}).status_code == 400
+    with app.app_context():
+        access.events.clear()
+    result = check(app, "GET", "/partner/orders", "--origin", PARTNER, "--host", "evil.example")
+    assert result.output.splitlines()[1:] == [
+        "routing: 400 Bad Request \N{EM DASH} the host 'evil.example' is not in TRUSTED_HOSTS",
+        "outcome: denied by Flask: 400 before anything else runs (neither flask-access-cors "
+        "nor the view sees the request); check --host and TRUSTED_HOSTS",
+    ]
+    assert ran == []
+    with app.app_context():
+        assert access.events.search() == []
+
+
+def test_check_says_when_routing_fails_and_host_finds_the_route() -> None:
+    """A blueprint on the ``api`` subdomain: for the bare SERVER_NAME, routing fails and the
+    app's policy (not the partner's) decides; ``--host api.example.com`` reaches the route."""
+    app = Flask(__name__, subdomain_matching=True)
+    app.config.update(SERVER_NAME="example.com")
+    access = AccessCors(app, origins=[APP], event_store="memory://")
+    partner = Blueprint("partner", __name__, subdomain="api")
+    access.blueprint(partner, origins=[PARTNER])
+
+    @partner.route("/orders", methods=["GET", "PUT"])
+    def orders() -> str:
+        return "orders"
+
+    app.register_blueprint(partner)
+
+    bare = check(app, "PUT", "/orders", "--origin", PARTNER, "--preflight")
+    assert bare.output.splitlines()[:3] == [
+        "request: OPTIONS http://example.com/orders (host: SERVER_NAME)",
+        "routing: 404 Not Found \N{EM DASH} the fallback policy decides",
+        "outcome: denied: 403",
+    ]
+    assert "policy: app" in bare.output and "reason: origin_not_allowed" in bare.output
+    api = check(app, "PUT", "/orders", "--origin", PARTNER, "--preflight",
+                "--host", "api.example.com")
+    assert api.output.splitlines()[:3] == [
+        "request: OPTIONS http://api.example.com/orders (host: --host)",
+        "routing: endpoint partner.orders (rule /orders)",
+        "outcome: allowed: preflight answered 204",
+    ]
+
+
+def test_check_host_with_a_scheme_decides_same_origin() -> None:
+    app, _, _ = partner_app()
+    result = check(app, "GET", "/partner/orders", "--origin", "https://api.example.com",
+                   "--host", "https://api.example.com")
+    assert result.output.splitlines()[0] == (
+        "request: GET https://api.example.com/partner/orders (host: --host)")
+    assert "request type: same_origin" in result.output
+    assert "outcome: allowed: the view runs" in result.output
+
+
+@pytest.mark.parametrize("host", ["ftp://api.example.com", "api.example.com/x", "", "a b",
+                                  "user@api.example.com"])
+def test_check_refuses_a_bad_host(host: str) -> None:
+    app, _, _ = partner_app()
+    result = app.test_cli_runner().invoke(args=[
+        "access-cors", "check", "GET", "/partner/orders", "--origin", PARTNER, "--host", host])
+    assert result.exit_code == 2, result.output
+    assert "--host" in result.output and "Traceback" not in result.output
+
+
+def test_events_command_shows_the_request_id() -> None:
+    app, _, _ = build()
+    client = app.test_client()
+    client.get("/items", headers={"Origin": EVIL, "CF-Ray": "8f3a9c2e1b7d4e0a-AMS"})
+    client.get("/items", headers={"Origin": "https://other.example"})
+    runner = app.test_cli_runner()
+    table = runner.invoke(args=["access-cors", "events"]).output.splitlines()
+    fields = [dict(f.split("=", 1) for f in line.split() if "=" in f)
+              for line in table if not line.startswith(" ")]
+    assert {f["origin"]: f["request_id"] for f in fields} == {
+        EVIL: "8f3a9c2e1b7d4e0a-AMS", "https://other.example": "-"}
+    as_json = runner.invoke(args=["access-cors", "events", "--json", "--origin", EVIL])
+    assert [json.loads(line)["request_id"] for line in as_json.output.splitlines()] == [
+        "8f3a9c2e1b7d4e0a-AMS"]
+
+
+def is_staff(identity: Any) -> bool:
+    return False
+
+
+def routes(app: Flask) -> tuple[str, dict[str, dict[str, str]]]:
+    """``flask access-cors routes``: its output, and each line's ``name=value`` fields by rule."""
+    result = app.test_cli_runner().invoke(args=["access-cors", "routes"])
+    assert result.exit_code == 0, result.output
+    return result.output, {
+        line.split()[0]: dict(f.split("=", 1) for f in line.split("  ")[1:] if "=" in f)
+        for line in result.output.splitlines()}
+
+
 def test_routes_command() -> None:
     app, _, _ = build()
-    result = app.test_cli_runner().invoke(args=["access-cors", "routes"])
-    assert result.exit_code == 0
-    lines = {line.split()[0]: line for line in result.output.splitlines()}
-    assert f"origins={APP}" in lines["/items"] and "gate=no" in lines["/items"]
-    assert "policy=view:private" in lines["/private"] and "gate=yes" in lines["/private"]
-    assert "exempt" in lines["/hook"]
+    output, lines = routes(app)
+    assert lines["/items"]["origins"] == APP and lines["/items"]["gate"] == "no"
+    assert lines["/items"]["methods"] == "GET,HEAD,OPTIONS,PUT"  # the route's own
+    assert lines["/items"]["cors_methods"] == "GET,HEAD,PUT"
+    assert lines["/items"]["require"] == "-" and lines["/items"]["audience"] == "-"
+    assert lines["/private"]["policy"] == "view:private" and lines["/private"]["gate"] == "yes"
+    assert lines["/hook"] == {"endpoint": "hook", "methods": "GET,HEAD,OPTIONS"}
+    assert "/hook  endpoint=hook  methods=GET,HEAD,OPTIONS  exempt\n" in output
+
+
+def test_routes_command_shows_headers_require_and_audience() -> None:
+    app = Flask(__name__)
+    access = AccessCors(app, team_domain="myteam.cloudflareaccess.com", audience=["app-aud"],
+                        origins=[APP], event_store="memory://")
+    api = Blueprint("api", __name__, url_prefix="/api")
+    access.blueprint(api, require={"emails": ["ann@example.com"], "email_domains": ["example.com"],
+                                   "groups": ["ops", "dev"], "service_tokens": ["ci"]},
+                     allow_headers=["X-CSRF-Token", "Content-Type"], audience=["orders-aud"],
+                     methods=["GET", "POST"])
+
+    @api.route("/orders", methods=["GET", "PUT"])
+    def orders() -> str:
+        return "orders"
+
+    @api.get("/staff")
+    @access.cors(require=is_staff, allow_headers=["*", "Authorization"])
+    def staff() -> str:
+        return "staff"
+
+    app.register_blueprint(api)
+    _, lines = routes(app)
+    assert lines["/api/orders"] == {
+        "endpoint": "api.orders", "methods": "GET,HEAD,OPTIONS,PUT", "policy": "blueprint:api",
+        "origins": APP, "cors_methods": "GET,HEAD", "headers": "content-type,x-csrf-token",
+        "credentials": "no", "gate": "require",
+        "require": "emails(ann@example.com) domains(example.com) groups(dev,ops) "
+                   "service_tokens(ci)",
+        "audience": "orders-aud", "debug": "no", "preflight": "respond", "excluded": "no",
+    }
+    assert lines["/api/staff"]["require"] == "callable(is_staff)"
+    assert lines["/api/staff"]["headers"] == "*,authorization"
+    assert lines["/api/staff"]["methods"] == "GET,HEAD,OPTIONS"
+    assert lines["/static/<path:filename>"]["audience"] == "app-aud"
 
 
 def test_events_http_view_requires_a_rule_and_filters() -> None:
