@@ -268,7 +268,7 @@ def routes_command() -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         methods = ",".join(sorted(rule.methods or ()))
-        policy = state.policy_for(rule.endpoint)
+        policy = state.router.policy_for(rule.endpoint)
         if policy is None:
             click.echo(f"{rule.rule}  endpoint={rule.endpoint}  methods={methods}  exempt")
             continue

@@ -12,20 +12,16 @@ for in one place, :meth:`_State.deny`.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Collection, Mapping
-from typing import Any, NamedTuple, TypeVar
-from urllib.parse import unquote, urljoin, urlsplit
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from blinker import Namespace
 from flask import Blueprint, Flask, Response, current_app, has_app_context, has_request_context, request
-from flask.globals import request_ctx
 from flask.sansio.blueprints import BlueprintSetupState
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, SecurityError
-from werkzeug.routing import RequestRedirect
+from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import metrics
@@ -35,11 +31,12 @@ from .events import Event, EventLog, Store, open_store
 from .gate import build_gate
 from .login import LoginLinks
 from .origins import is_loopback_host
-from .policy import Header, Policy
+from .responses import apply_later, respond
+from .routing import MARKS, Router
 from .scopes import Scopes, ViewMarks
 from .settings import POLICY_SETTINGS, SETTINGS, Problems, config_settings, parse_settings
 from .tokens import Identity
-from .wsgi import BOX, HeaderMiddleware, merge_headers
+from .wsgi import BOX, HeaderMiddleware
 
 __all__ = ["AccessCors", "request_denied"]
 
@@ -54,20 +51,7 @@ R = TypeVar("R", bound=BaseResponse)
 #: Set by the guard preprocessor: the answer it decided on (``None``: proceed).
 _DECIDED = "flask_access_cors.decided"
 _IDENTITY = "flask_access_cors.identity"
-#: The attribute of a decorated view's wrapper holding its :class:`ViewMarks`.
-_MARKS = "_access_cors_marks"
-_BODY_FORBIDDEN = b'{"error": "forbidden"}'
-_BODY_UNAVAILABLE = b'{"error": "unavailable"}'
 
-
-
-class Route(NamedTuple):
-    """What Flask's routing says about a request, for :class:`.decision.Facts`."""
-
-    policy: Policy
-    methods: Collection[str] | None
-    options_view: Policy | None = None
-    routed: bool = True
 
 
 class _Answer(HTTPException):
@@ -83,7 +67,6 @@ class _State:
     def __init__(self, app: Flask, raw: Mapping[str, Any], problems: Problems,
                  decorated: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]]) -> None:
         self.app = app
-        self.decorated = decorated
         parsed = parse_settings(raw, "init_app", problems, scope="app")
         defaults = {n: s.default for n, s in SETTINGS.items()}
         values = {**parse_settings(defaults, "defaults", Problems(), scope="app"), **parsed}
@@ -113,13 +96,19 @@ class _State:
         self.metrics = metrics.denials() if values["metrics"] else None
         self.trap = bool(app.config.get("TRAP_HTTP_EXCEPTIONS"))
         self.guarded = False
-        self.scopes = Scopes(
+        scopes = Scopes(
             {n: v for n, v in parsed.items() if n in POLICY_SETTINGS},
             has_verifier=self.gate.optional or not gate_ok, admit_audience=admit,
             development=app.debug or app.testing,
             problems=problems,
         )
+        self.router = Router(app, scopes, decorated)
         problems.raise_if_any()
+
+    def add_blueprint(self, name: str, layer: Mapping[str, Any], url_prefix: str | None) -> None:
+        problems = Problems()
+        self.router.scopes.add_blueprint(name, layer, url_prefix, problems)
+        self.router.compile_views(problems)
 
     @property
     def events(self) -> EventLog:
@@ -130,121 +119,11 @@ class _State:
                     self._events = EventLog(self._store)
         return self._events
 
-    # -- scopes ------------------------------------------------------------------
-
-    def add_blueprint(self, name: str, layer: Mapping[str, Any], url_prefix: str | None) -> None:
-        problems = Problems()
-        self.scopes.add_blueprint(name, layer, url_prefix, problems)
-        self.compile_views(problems)
-
-    def compile_views(self, problems: Problems) -> None:
-        for endpoint in list(self.app.view_functions):
-            self.scopes.endpoint(endpoint, self.marks(endpoint, problems), problems)
-        problems.raise_if_any()
-
-    def marks(self, endpoint: str, problems: Problems) -> ViewMarks | None:
-        """The decorators' settings for the view registered on ``endpoint``."""
-        view = self.app.view_functions.get(endpoint)
-        marks: ViewMarks | None = getattr(view, _MARKS, None)
-        wrapper = self.decorated.get(view) if marks is None and view is not None else None
-        if wrapper is not None and wrapper not in self.app.view_functions.values():
-            problems.add("invalid_value", (
-                f"view {endpoint!r}: an @access decorator was applied above the route "
-                "decorator, so the route was registered without it; put @access.cors, "
-                "@access.public and @access.exempt below @app.route"
-            ))
-        return marks
-
-    def compile_pending(self) -> None:
-        """Compile views added since start (a view whose settings are wrong is left out:
-        it fails closed on its own requests)."""
-        if len(self.scopes.by_endpoint) < len(self.app.view_functions):
-            for endpoint in list(self.app.view_functions):
-                if endpoint not in self.scopes.by_endpoint:
-                    problems = Problems()
-                    self.scopes.endpoint(endpoint, self.marks(endpoint, problems), problems)
-
-    def policy_for(self, endpoint: str) -> Policy | None:
-        """The policy of ``endpoint`` (``None``: exempt). A view added after start is compiled
-        on first use; one whose settings are wrong fails closed: every request to it raises
-        :class:`ConfigError` (a 500, logged by Flask), and it is never served open."""
-        try:
-            return self.scopes.by_endpoint[endpoint]
-        except KeyError:
-            problems = Problems()
-            policy = self.scopes.endpoint(endpoint, self.marks(endpoint, problems), problems)
-            problems.raise_if_any()
-            return policy
-
-    # -- the request -------------------------------------------------------------
-
-    def route(self, req: Any) -> Route | None:
-        """The request's policy and route facts (``None``: an exempt view, left alone).
-
-        A preflight asks about another method: its policy is that of the rule the
-        actual request will reach (one URL, one view per method: ``@app.get`` +
-        ``@app.post``), unless the ``OPTIONS`` request itself will run a view that
-        answers ``OPTIONS`` (the target is exempt, or in ``bypass`` mode): then that
-        view's policy governs, exclusions and gate included.
-        """
-        environ = req.environ
-        wanted = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
-        preflight = wanted is not None and req.method == "OPTIONS" and "HTTP_ORIGIN" in environ
-        method = wanted.upper() if preflight else req.method
-        rule = req.url_rule
-        if rule is None:
-            exc = req.routing_exception
-            if isinstance(exc, RequestRedirect):  # merged slashes, strict slashes: its target
-                target, accepted = self.match(req, urlsplit(exc.new_url).path, method)
-                if target is not None:
-                    policy = self.policy_for(target.endpoint)
-                    return None if policy is None else Route(policy, accepted, routed=False)
-            valid = frozenset(exc.valid_methods or ()) if isinstance(exc, MethodNotAllowed) else None
-            self.compile_pending()  # every view's excluded_paths count for an unrouted path
-            return Route(self.scopes.fallback(req.path), valid, routed=False)
-        policy = self.policy_for(rule.endpoint)
-        if not preflight:
-            return None if policy is None else Route(policy, rule.methods)
-        handles_options = not getattr(rule, "provide_automatic_options", True)
-        options_view = policy if handles_options else None
-        methods: Collection[str] | None = rule.methods
-        if methods is not None and method not in methods:
-            other, other_methods = self.match(req, None, method)
-            if other is not None and method in other_methods:
-                policy, methods = self.policy_for(other.endpoint), other_methods
-        if options_view is not None and (policy is None or policy.preflight == "bypass"):
-            policy, methods = options_view, rule.methods
-        return None if policy is None else Route(policy, methods, options_view)
-
-    @staticmethod
-    def match(req: Any, path: str | None, method: str) -> tuple[Any, Collection[str]]:
-        """The rule ``method`` reaches at ``path`` (a URL path; ``None``: this request's)
-        and the methods it accepts. When the URL does not accept ``method``, the rule of a
-        method it does accept (its policy still governs) and the URL's methods."""
-        adapter = request_ctx.url_adapter
-        if adapter is None:
-            return None, ()
-        if path is not None:
-            root = req.script_root
-            path = unquote(path[len(root):] if root and path.startswith(root) else path)
-        try:
-            rule, _ = adapter.match(path_info=path, method=method, return_rule=True)
-            return rule, rule.methods or ()
-        except MethodNotAllowed as exc:
-            valid = frozenset(exc.valid_methods or ())
-        except HTTPException:
-            return None, ()
-        try:
-            rule, _ = adapter.match(path_info=path, method=min(valid), return_rule=True)
-        except (HTTPException, ValueError):  # ValueError: no valid method at all
-            return None, ()
-        return rule, valid
-
     def decision(self, req: Any) -> Decision | None:
         """The decision for this request, without side effects (``None``: left alone)."""
         if isinstance(req.routing_exception, SecurityError):
             raise req.routing_exception  # TRUSTED_HOSTS first: Flask's 400, never our answer
-        route = self.route(req)
+        route = self.router.route(req)
         if route is None:
             return None
         environ = req.environ
@@ -287,7 +166,7 @@ class _State:
         environ = req.environ
         box = (decision.headers, decision.private) if decision.headers or decision.private else None
         if BOX not in environ and box is not None:  # a WSGI stack built around Flask's wsgi_app
-            _apply_later(*box)
+            apply_later(*box)
         environ[BOX] = box
         if decision.status == 0:
             if decision.identity is not None:
@@ -295,7 +174,7 @@ class _State:
             return None
         if decision.reason is not None:
             self.deny(req, decision)
-        return self.respond(req, decision)
+        return respond(self.app, req, decision, self.login, self.retry_after)
 
     def deny(self, req: Any, decision: Decision) -> Event | None:
         """The one place a denial is accounted for: event, log line, signal.
@@ -333,57 +212,8 @@ class _State:
         request_denied.send(self.app, event=event)
         return event
 
-    def respond(self, req: Any, decision: Decision) -> Response:
-        response = self._response(req, decision)
-        if decision.policy.expose_reasons and decision.reason is not None:
-            # development only (warned about at start): the client learns the reason
-            response.headers["X-Access-Cors-Reason"] = decision.reason.value
-            if response.is_json:
-                response.set_data(json.dumps({**response.get_json(), "reason": decision.reason.value}))
-        return response
-
-    def _response(self, req: Any, decision: Decision) -> Response:
-        status = decision.status
-        response_class = self.app.response_class
-        if status == 204:
-            response = response_class(status=204)
-            del response.headers["Content-Type"]  # an empty answer has no media type
-            return response
-        if status == 302:
-            assert self.login is not None and decision.login_target is not None
-            location = self.login.link(decision.login_target, req.script_root)
-            return response_class(status=302, headers={"Location": location})
-        if status == 401:
-            login_url: str | None = None
-            if self.login is not None:
-                login_url = self.login.url(req.script_root)
-                if decision.login_target is not None:
-                    # absolute: the page that reads it lives on another origin
-                    link = self.login.link(decision.login_target, req.script_root)
-                    login_url = urljoin(req.host_url, link)
-            body = json.dumps({"error": "unauthorized", "login_url": login_url})
-            return response_class(body, 401, mimetype="application/json")
-        if status == 503:
-            return response_class(_BODY_UNAVAILABLE, 503, {"Retry-After": self.retry_after},
-                                  mimetype="application/json")
-        return response_class(_BODY_FORBIDDEN, status, mimetype="application/json")
-
-
 def _any_audience(audience: str) -> bool:
     return True
-
-
-def _apply_later(headers: Collection[Header], private: bool) -> None:
-    from flask import after_this_request
-
-    @after_this_request
-    def _apply(response: Response) -> Response:
-        items = list(response.headers.items())
-        merge_headers(items, headers, private)
-        response.headers.clear()
-        for name, value in items:
-            response.headers.add(name, value)
-        return response
 
 
 class AccessCors:
@@ -418,7 +248,7 @@ class AccessCors:
         state = _State(app, raw, problems, self._decorated)
         for name, (layer, url_prefix) in app.extensions.get("access_cors_pending", {}).items():
             state.add_blueprint(name, layer, url_prefix)
-        state.compile_views(Problems())
+        state.router.compile_views(Problems())
         # Everything compiled: only now does the app count as protected.
         app.extensions.pop("access_cors_pending", None)
         app.extensions["access_cors"] = state
@@ -458,7 +288,7 @@ class AccessCors:
         def decorate(view: F) -> F:
             problems = Problems()
             for state in self._states:  # check the combination with each app's layer now
-                state.scopes.compile((), f"view:{view.__name__}", problems, layer)
+                state.router.scopes.compile((), f"view:{view.__name__}", problems, layer)
             problems.raise_if_any()
             return self._mark(view, settings=layer)
 
@@ -476,8 +306,8 @@ class AccessCors:
         """A wrapper carrying the marks: the function given is never changed, so a
         function shared by several routes keeps each route's own policy. A wrapper that
         is never registered while its function is (the decorator was put above
-        ``@app.route``) is refused when the route's policy is compiled (:meth:`_State.marks`)."""
-        before: ViewMarks = getattr(view, _MARKS, ViewMarks())
+        ``@app.route``) is refused when the route's policy is compiled (:meth:`.routing.Router.marks`)."""
+        before: ViewMarks = getattr(view, MARKS, ViewMarks())
         settings = marks.pop("settings", before.settings)
         if settings is not None and before.settings is not None:
             settings = {**before.settings, **settings}
@@ -486,7 +316,7 @@ class AccessCors:
         def marked(*args: Any, **kwargs: Any) -> Any:
             return view(*args, **kwargs)
 
-        setattr(marked, _MARKS, ViewMarks(
+        setattr(marked, MARKS, ViewMarks(
             settings=settings, public=marks.get("public", before.public),
             exempt=marks.get("exempt", before.exempt),
         ))
@@ -550,7 +380,7 @@ class AccessCors:
         state = self._state()
         if state.login is None:
             return None
-        return state.login.safe_return_path(value, state.scopes.is_exact_origin)
+        return state.login.safe_return_path(value, state.router.scopes.is_exact_origin)
 
 
 def _secure_cookie() -> bool:
