@@ -63,6 +63,8 @@ class Policy:
     enabled: bool
     excluded_exact: frozenset[str]
     excluded_prefixes: tuple[str, ...]
+    #: Any excluded path at all (so most requests skip the readings).
+    excludes: bool
     preflight: str
     gate: bool
     require: Rule | None
@@ -83,10 +85,6 @@ class Policy:
     plain: tuple[Header, ...]
     #: The whole answer to an actual request from each exact origin, built once.
     exact_actual: Mapping[str, tuple[Header, ...]] = field(repr=False)
-
-    @property
-    def excludes(self) -> bool:
-        return bool(self.excluded_exact or self.excluded_prefixes)
 
     def is_excluded(self, path: str) -> bool:
         """Does a pattern match ``path`` or any reading of it (:func:`.paths.readings`)?"""
@@ -136,6 +134,7 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
         enabled=merged["enabled"],
         excluded_exact=frozenset(p for p in excluded if not p.endswith("*")),
         excluded_prefixes=tuple(p[:-1] for p in excluded if p.endswith("*")),
+        excludes=bool(excluded),
         preflight=merged["preflight"],
         gate=merged["gate"] or require is not None,
         require=require,
