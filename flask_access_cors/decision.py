@@ -173,14 +173,14 @@ def _preflight(facts: Facts, gate: Gate, origin: str) -> Decision:
 def _gate(facts: Facts, gate: Gate, policy: Policy, kind: RequestType,
           headers: Sequence[Header], origin: str | None) -> Decision:
     found = gate.identify(facts.environ)
+    if isinstance(found, Identity) and not audience_ok(policy.audience, found):
+        # a token for another Access application: as unauthenticated here as no token
+        found = Denial(Reason.AUDIENCE_MISMATCH, f"aud {found.claims.get('aud')!r}", 401)
     if isinstance(found, Denial):
         decision = _deny(facts.policy, kind, found, headers)
         if facts.login and found.status == 401:
             _login_hint(decision, facts, kind, origin)
         return decision
-    if not audience_ok(policy.audience, found):
-        denial = Denial(Reason.AUDIENCE_MISMATCH, f"aud {found.claims.get('aud')!r}", 401)
-        return _deny(facts.policy, kind, denial, headers)
     if not authorize(policy.require, found):
         return _deny(facts.policy, kind, Denial(Reason.ACCESS_DENIED, found.subject), headers, found)
     return Decision(facts.policy, kind, headers, identity=found, private=True)

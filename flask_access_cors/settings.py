@@ -704,11 +704,13 @@ _FLASK_CORS_NAMES = {
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """``; did you mean 'origins'?`` for a near miss (or a flask-cors name), else ``""``."""
+    is_key = name.startswith(CONFIG_PREFIX)
     lowered = name.lower().removeprefix(CONFIG_PREFIX.lower())
     if lowered in _FLASK_CORS_NAMES:
         here = _FLASK_CORS_NAMES[lowered]
         if here in SETTINGS:
-            return f"; did you mean {here!r}? (flask-cors' {lowered} is {here} here)"
+            ours = SETTINGS[here].config_key if is_key else here
+            return f"; did you mean {ours!r}? (flask-cors' {lowered} is {here} here)"
         return f" (a flask-cors option; here: {here})"
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

@@ -1,4 +1,4 @@
-"""Test helpers for apps behind Cloudflare Access (stable, SPEC 8.2).
+"""Test helpers for apps behind Cloudflare Access (a stable, documented API).
 
 :class:`FakeAccess` stands in for a Cloudflare Access team: it serves an RS256
 JWKS on a loopback port and mints Access-shaped tokens for it, so an app's own
@@ -84,6 +84,7 @@ class FakeAccess:
         self.stop()
 
     def start(self) -> None:
+        """Serve the key set on a free loopback port (what ``with FakeAccess()`` does)."""
         if self._server is not None:
             return
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
@@ -92,6 +93,7 @@ class FakeAccess:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop serving the key set."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -109,6 +111,7 @@ class FakeAccess:
 
     @property
     def jwks_url(self) -> str:
+        """``http://127.0.0.1:<port>/cdn-cgi/access/certs`` (once started)."""
         if self._server is None:
             raise RuntimeError("FakeAccess is not started: use it as a context manager")
         return f"http://127.0.0.1:{self._server.server_port}{_CERTS}"

@@ -140,6 +140,7 @@ def per_path_app(fake: FakeAccess, **settings: Any) -> Flask:
     """Two Cloudflare Access applications, one per path, each with its own AUD tag."""
     app = Flask(__name__)
     app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.secret_key = "per-path-secret"
     access = AccessCors(app, origins=[SPA], gate=True, event_store="memory://",
                         **{**fake.settings, **settings})
     for name, aud in (("tool", "aud-public-tool"), ("admin", "aud-admin")):
@@ -281,3 +282,17 @@ def test_log_in_gives_the_test_client_the_access_cookie(fake_access: FakeAccess)
     response = client.get("/private")
     assert response.json == {"subject": response.json["subject"], "email": "eve@example.com",
                              "groups": ["eng"]}
+
+
+def test_a_token_for_another_application_is_sent_to_log_in_like_no_token(
+    fake_access: FakeAccess
+) -> None:
+    app = per_path_app(fake_access, login_url="/login")
+    client = app.test_client()
+    other_app = fake_access.token(aud=["aud-public-tool"])
+    page = client.get("/admin/", headers={"Cf-Access-Jwt-Assertion": other_app,
+                                          "Sec-Fetch-Mode": "navigate"})
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login?redirect_url=")
+    script = client.get("/admin/", headers={"Cf-Access-Jwt-Assertion": other_app, "Origin": SPA})
+    assert script.status_code == 401
+    assert script.json is not None and script.json["login_url"].startswith("http://localhost/login?")

@@ -199,7 +199,7 @@ def test_metrics_without_prometheus_client_is_a_clear_error(monkeypatch: pytest.
          "did you mean 'emails'?"),
         ({"alow_headers": ["X-A"]}, {}, "did you mean 'allow_headers'?"),
         ({}, {"ACCESS_CORS_ORGINS": [SPA]}, "did you mean 'ACCESS_CORS_ORIGINS'?"),
-        ({}, {"ACCESS_CORS_SUPPORTS_CREDENTIALS": True}, "did you mean 'credentials'?"),
+        ({}, {"ACCESS_CORS_SUPPORTS_CREDENTIALS": True}, "did you mean 'ACCESS_CORS_CREDENTIALS'?"),
         ({"send_wildcard": True}, {}, "a flask-cors option"),
     ],
 )
