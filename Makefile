@@ -31,8 +31,10 @@ docs: $(STAMP)
 test: $(STAMP) system-deps lint docs
 	$(VENV)/bin/pytest
 
+# BENCH_ARGS=--quick for a short run; pyperf and locust come with the bench extra.
 bench: $(STAMP)
-	$(PY) -m bench
+	@$(PY) -c "import pyperf" 2>/dev/null && test -x $(VENV)/bin/locust || $(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache

@@ -2,5 +2,5 @@
 
 from bench.cli import main
 
-if __name__ == "__main__":  # not when a spawned worker process re-imports this module
+if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,91 +1,62 @@
 """The apps under test: bare Flask, flask-cors and flask-access-cors on the same routes.
 
-Every variant is a fresh :class:`~flask.Flask` with the same trivial views,
-so the only difference between them is the CORS layer. Views return a short
-text body: the cheaper the view, the more visible the overhead.
+The same trivial views (a two-byte body), so the only difference is the CORS layer.
+``build(name)`` is gunicorn's entry point: ``gunicorn 'bench.apps:build("bare")'``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask
 
-__all__ = [
-    "ALLOW_HEADERS",
-    "DENIED_ORIGIN",
-    "METHODS",
-    "ORIGIN",
-    "access_cors_app",
-    "bare_app",
-    "flask_cors_app",
-    "many_exact_origins",
-    "many_wildcard_origins",
-    "wildcard_regexes",
-]
-
-#: The single-page app's origin: allowed by every policy here.
-ORIGIN = "https://app.example.com"
-#: An origin no policy allows.
-DENIED_ORIGIN = "https://evil.example.org"
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-ALLOW_HEADERS = ("Accept", "Authorization", "Content-Type", "X-CSRF-Token", "X-Requested-With")
+ORIGIN = "https://app.example.com"  # allowed by every policy here
+DENIED_ORIGIN = "https://evil.example.org"  # allowed by none
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+ALLOW_HEADERS = ["Accept", "Authorization", "Content-Type", "X-CSRF-Token", "X-Requested-With"]
+KEY = "bench.access"  # where access_cors_app() keeps its AccessCors in app.extensions
 
 
 def bare_app() -> Flask:
     """The routes, no CORS at all (Flask still answers ``OPTIONS`` itself)."""
     app = Flask("bench")
-
-    @app.route("/api/items", methods=["GET", "POST"])
-    def items() -> str:
-        return "ok"
-
-    @app.route("/api/private")
-    def private() -> str:
-        return "ok"
-
+    app.add_url_rule("/api/items", "items", lambda: "ok", methods=["GET", "POST"])
+    app.add_url_rule("/api/private", "private", lambda: "ok")
     return app
 
 
-def flask_cors_app(origins: Sequence[str | re.Pattern[str]] = (ORIGIN,), **options: Any) -> Flask:
+def flask_cors_app(origins: list[Any] | None = None, **options: Any) -> Flask:
     """flask-cors 6 on the same routes, configured as close to our policy as it allows."""
     from flask_cors import CORS  # type: ignore[import-untyped]
 
     app = bare_app()
-    CORS(
-        app,
-        origins=list(origins),
-        supports_credentials=True,
-        methods=list(METHODS),
-        allow_headers=list(ALLOW_HEADERS),
-        max_age=1800,
-        **options,
-    )
+    CORS(app, origins=origins or [ORIGIN], supports_credentials=True, methods=METHODS,
+         allow_headers=ALLOW_HEADERS, max_age=1800, **options)
     return app
 
 
-def access_cors_app(origins: Sequence[str] = (ORIGIN,), **settings: Any) -> Flask:
-    """flask-access-cors on the same routes; the extension object is ``app.extensions``."""
+def access_cors_app(origins: list[str] | None = None, **settings: Any) -> Flask:
+    """flask-access-cors on the same routes, through its public API only."""
     from flask_access_cors import AccessCors
 
     app = bare_app()
-    settings.setdefault("credentials", True)
-    settings.setdefault("methods", list(METHODS))
-    settings.setdefault("allow_headers", list(ALLOW_HEADERS))
-    settings.setdefault("event_store", "memory://")
-    app.extensions["bench.access"] = AccessCors(app, origins=list(origins), **settings)
+    settings = {"credentials": True, "methods": METHODS, "allow_headers": ALLOW_HEADERS,
+                "event_store": "memory://", **settings}
+    app.extensions[KEY] = AccessCors(app, origins=origins or [ORIGIN], **settings)
     return app
 
 
-def many_exact_origins(n: int) -> list[str]:
-    """``n`` distinct, valid exact origins."""
+def build(name: str) -> Flask:
+    """``bare``, ``flask_cors`` or ``access_cors`` with the default policy (for gunicorn)."""
+    return {"bare": bare_app, "flask_cors": flask_cors_app, "access_cors": access_cors_app}[name]()
+
+
+def exact_origins(n: int) -> list[str]:
     return [f"https://app{i}.customer{i % 997}.example.com" for i in range(n)]
 
 
-def many_wildcard_origins(n: int) -> list[str]:
-    """``n`` subdomain wildcards, ``https://*.tenantN.example.net``."""
+def wildcard_origins(n: int) -> list[str]:
     return [f"https://*.tenant{i}.example.net" for i in range(n)]
 
 

@@ -1,377 +1,332 @@
-"""The scenarios of issue 6: each a set of variants measured side by side.
+"""The scenarios: variants timed side by side, each variant's answer checked.
 
-A builder returns a :class:`~bench.measure.Scenario`; building may fail (the
-package under test is being written in parallel), in which case the scenario
-is reported as broken with the error, and the others still run.
+A variant's ``call(i)`` serves request ``i`` through the app's WSGI callable (no
+server, no test client) and drains the body, or builds an app for start-up;
+``check()`` says what is wrong with its answer (status, headers), or ``None``.
 """
 
 from __future__ import annotations
 
-import statistics
+import io
+import json
 import tempfile
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from werkzeug.test import Client, EnvironBuilder
+
 from . import apps
 from .apps import DENIED_ORIGIN, ORIGIN
-from .jwks import AUDIENCE, ISSUER, JWKSServer, SigningKey
-from .measure import Row, Scenario, Target, Variant, stats
-from .wsgi import Requests, WSGIApp, environ_template, null_app
 
-__all__ = ["BUILDERS", "Context", "measure_startup"]
-
-ACAO = "Access-Control-Allow-Origin"
-ACAC = "Access-Control-Allow-Credentials"
-ACAM = "Access-Control-Allow-Methods"
-ACAH = "Access-Control-Allow-Headers"
-
-PREFLIGHT: dict[str, str] = {
-    "Origin": ORIGIN,
-    "Access-Control-Request-Method": "POST",
-    "Access-Control-Request-Headers": "content-type,x-requested-with",
-}
-#: A host under the 501st wildcard, https://*.tenant500.example.net.
-WILDCARD_REQUEST_ORIGIN = "https://app.tenant500.example.net"
+ACAO, ACAC = "Access-Control-Allow-Origin", "Access-Control-Allow-Credentials"
+ACAM, ACAH = "Access-Control-Allow-Methods", "Access-Control-Allow-Headers"
+AUDIENCE, ISSUER, KID = "aud-tag", "https://team.cloudflareaccess.com", "bench-key-1"
+FRESH_TOKENS = 6_144  # more than the verified-token cache (4,096, oldest evicted first)
 
 
 @dataclass
-class Context:
-    """Resources shared by scenarios, created on first use and closed at the end."""
-
-    quick: bool
-    fresh_tokens: int
-    _key: SigningKey | None = None
-    _jwks: JWKSServer | None = None
-    _tmp: tempfile.TemporaryDirectory[str] | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def key(self) -> SigningKey:
-        if self._key is None:
-            self._key = SigningKey()
-        return self._key
-
-    @property
-    def jwks_url(self) -> str:
-        if self._jwks is None:
-            self._jwks = JWKSServer(self.key.jwks())
-            self._closers.append(self._jwks.close)
-        return self._jwks.url
-
-    @property
-    def tmp(self) -> Path:
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="flask-access-cors-bench-")
-            self._closers.append(self._tmp.cleanup)
-        return Path(self._tmp.name)
-
-    def close(self) -> None:
-        while self._closers:
-            self._closers.pop()()
+class Variant:
+    key: str
+    label: str
+    call: Callable[[int], object] | None  # None: skipped, see note
+    check: Callable[[], str | None] = lambda: None
+    baseline: str | None = None
+    limit: float | None = None  # target: ratio <= limit (or median ms < limit, absolute)
+    target: str = ""
+    absolute: bool = False
+    note: str = ""
 
 
-def _get(origin: str | None = ORIGIN, path: str = "/api/items", **headers: str) -> dict[str, Any]:
-    if origin is not None:
-        headers["Origin"] = origin
-    return environ_template("GET", path, {k.replace("_", "-"): v for k, v in headers.items()})
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    variants: list[Variant]
+    close: Callable[[], object] = lambda: None
+
+    def timed(self) -> list[Variant]:
+        return [v for v in self.variants if v.call is not None]
+
+    def problems(self) -> list[str]:
+        return [f"{self.key}/{v.key}: {p}" for v in self.timed() if (p := v.check())]
 
 
-def _options(**overrides: str) -> dict[str, Any]:
-    headers = dict(PREFLIGHT)
-    headers.update({k.replace("_", "-"): v for k, v in overrides.items()})
-    return environ_template("OPTIONS", "/api/items", headers)
+def environ(method: str, path: str = "/api/items", **headers: str) -> dict[str, Any]:
+    """A WSGI environ for ``https://api.example.com``; ``Access_Control_X=`` is a header."""
+    return EnvironBuilder(path, "https://api.example.com", method=method,
+                          environ_base={"REMOTE_ADDR": "192.0.2.1"},
+                          headers={k.replace("_", "-"): v for k, v in headers.items()}).get_environ()
 
 
-def _v(key: str, label: str, library: str, app: WSGIApp, requests: Requests | dict[str, Any],
-       status: int, **kw: Any) -> Variant:
-    if not isinstance(requests, Requests):
-        requests = Requests(requests)
-    return Variant(key, label, library, app, requests, status, **kw)
+def get(origin: str | None = ORIGIN, path: str = "/api/items", **headers: str) -> dict[str, Any]:
+    return environ("GET", path, **({"Origin": origin} if origin else {}), **headers)
 
 
-def get_allowed(ctx: Context) -> Scenario:
-    env = _get()
-    return Scenario(
-        "get_allowed",
-        "Actual GET, allowed origin",
-        "GET /api/items from an allowed origin, credentialed policy.",
-        [
-            _v("bare", "bare Flask", "bare", apps.bare_app(), env, 200, absent=(ACAO,)),
-            _v("flask_cors", "flask-cors", "flask-cors", apps.flask_cors_app(), env, 200,
-               present=(ACAO,)),
-            _v("access_cors", "flask-access-cors", "access-cors", apps.access_cors_app(), env, 200,
-               present=(ACAO, ACAC, "Vary"), target=Target(1.15, "<= 1.15 x bare")),
-            _v("harness", "null WSGI app (harness cost)", "harness", null_app, env, 200),
-        ],
-        bare="bare",
-    )
+def preflight(**headers: str) -> dict[str, Any]:
+    return environ("OPTIONS", **{"Origin": ORIGIN, "Access_Control_Request_Method": "POST",
+                                 "Access_Control_Request_Headers": "content-type,x-requested-with",
+                                 **headers})
 
 
-def get_no_origin(ctx: Context) -> Scenario:
-    env = _get(None)
-    return Scenario(
-        "get_no_origin",
-        "GET without Origin (not CORS)",
-        "Same-origin or server-to-server traffic: what the layer costs when it has nothing to do.",
-        [
-            _v("bare", "bare Flask", "bare", apps.bare_app(), env, 200),
-            _v("flask_cors", "flask-cors", "flask-cors", apps.flask_cors_app(), env, 200),
-            _v("access_cors", "flask-access-cors", "access-cors", apps.access_cors_app(), env, 200,
-               present=("Vary",), absent=(ACAO,)),
-        ],
-        bare="bare",
-    )
+class Requests:
+    """Environ ``i``: a copy of the template, a fresh body, the i-th of each varying value."""
+
+    def __init__(self, template: dict[str, Any], **varying: Sequence[str]) -> None:
+        self.template, self.varying = template, list(varying.items())
+
+    def __call__(self, i: int) -> dict[str, Any]:
+        env = self.template.copy()
+        env["wsgi.input"] = io.BytesIO(b"")
+        for key, values in self.varying:
+            env[key] = values[i % len(values)]
+        return env
 
 
-def preflight(ctx: Context) -> Scenario:
-    allowed, denied = _options(), _options(Origin=DENIED_ORIGIN)
+def _start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+    return lambda data: None
+
+
+def wsgi(key: str, label: str, app: Any, requests: Requests | dict[str, Any], status: int,
+         present: Sequence[str] = (), absent: Sequence[str] = (), **kw: Any) -> Variant:
+    reqs = requests if isinstance(requests, Requests) else Requests(requests)
+
+    def call(i: int) -> None:  # the timed path: the least a server does with the answer
+        body = app(reqs(i), _start)
+        for _chunk in body:
+            pass
+        getattr(body, "close", lambda: None)()
+
+    def check() -> str | None:
+        r = Client(app, use_cookies=False).open(reqs(0))
+        problems = [f"missing {h}" for h in present if h not in r.headers]
+        problems += [f"unexpected {h}" for h in absent if h in r.headers]
+        if r.status_code != status:
+            problems.insert(0, f"status {r.status_code}, expected {status} ({r.data[:80]!r})")
+        return "; ".join(problems) or None
+
+    return Variant(key, label, call, check, **kw)
+
+
+def null_app(env: dict[str, Any], start: Any) -> list[bytes]:
+    """The cheapest WSGI app: what the harness itself costs per request."""
+    start("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+def optional(setting: str, key: str, label: str, build: Callable[[], Variant]) -> Variant:
+    """``build()``; skipped if this version of the package lacks ``setting``, an error if it refuses it."""
+    from flask_access_cors import ConfigError
+
+    try:
+        return build()
+    except ConfigError as exc:
+        if any(f"unknown setting {setting!r}" in message for _, message in exc.problems):
+            return Variant(key, label, None, note=f"skipped: this version has no setting {setting}=")
+        return Variant(key, label, None, note=f"ERROR ConfigError: {exc.problems[0][1]}")
+
+
+def prepare(data: Path) -> Callable[[], None]:
+    """Once, in the main process: an RSA key, its JWKS on loopback, the tokens; returns ``stop``."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    key, now = rsa.generate_private_key(public_exponent=65537, key_size=2048), int(time.time())
+    jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": KID, "alg": "RS256"}
+    (data / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(data)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    claims = {"email": "a@example.com", "aud": [AUDIENCE], "iss": ISSUER, "iat": now, "exp": now + 10800}
+    tokens = [jwt.encode({**claims, "sub": f"u{i}"}, key, "RS256", headers={"kid": KID})
+              for i in range(FRESH_TOKENS + 1)]
+    url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    (data / "gate.json").write_text(json.dumps({"jwks_url": url, "tokens": tokens}))
+    return server.shutdown
+
+
+def get_allowed(data: Path) -> Scenario:
+    env = get()
+    return Scenario("get_allowed", "Actual GET, allowed origin (credentialed policy)", [
+        wsgi("bare", "bare Flask", apps.bare_app(), env, 200, absent=[ACAO]),
+        wsgi("flask_cors", "flask-cors", apps.flask_cors_app(), env, 200, present=[ACAO]),
+        wsgi("access_cors", "flask-access-cors", apps.access_cors_app(), env, 200,
+             present=[ACAO, ACAC, "Vary"], limit=1.15, target="<= 1.15 x bare"),
+        wsgi("harness", "null WSGI app (harness cost)", null_app, env, 200)])
+
+
+def get_no_origin(data: Path) -> Scenario:
+    env = get(None)
+    return Scenario("get_no_origin", "GET without Origin (same-origin or server-to-server)", [
+        wsgi("bare", "bare Flask", apps.bare_app(), env, 200),
+        wsgi("flask_cors", "flask-cors", apps.flask_cors_app(), env, 200),
+        wsgi("access_cors", "flask-access-cors", apps.access_cors_app(), env, 200, absent=[ACAO])])
+
+
+def preflight_scenario(data: Path) -> Scenario:
+    ok, denied = preflight(), preflight(Origin=DENIED_ORIGIN)
     fc, ac = apps.flask_cors_app(), apps.access_cors_app()
-    return Scenario(
-        "preflight",
-        "Preflight",
-        "OPTIONS /api/items, Access-Control-Request-Method: POST, two request headers. "
-        "Bare Flask answers it with its automatic OPTIONS response.",
-        [
-            _v("bare", "bare Flask (automatic OPTIONS)", "bare", apps.bare_app(), allowed, 200,
-               present=("Allow",)),
-            _v("flask_cors", "flask-cors, allowed", "flask-cors", fc, allowed, 200,
-               present=(ACAO, ACAH)),
-            _v("access_cors", "flask-access-cors, allowed", "access-cors", ac, allowed, 204,
-               present=(ACAO, ACAM, ACAH), target=Target(1.0, "<= 1.0 x bare OPTIONS")),
-            _v("flask_cors_denied", "flask-cors, origin denied", "flask-cors", fc, denied, 200,
-               absent=(ACAO,), baseline="flask_cors"),
-            _v("access_cors_denied", "flask-access-cors, origin denied", "access-cors", ac, denied,
-               403, absent=(ACAO,), baseline="access_cors",
-               target=Target(1.0, "<= 1.0 x allowed preflight")),
-        ],
-        bare="bare",
-    )
+    return Scenario("preflight", "Preflight OPTIONS, allowed and denied origin", [
+        wsgi("bare", "bare Flask (automatic OPTIONS)", apps.bare_app(), ok, 200, present=["Allow"]),
+        wsgi("flask_cors", "flask-cors, allowed", fc, ok, 200, present=[ACAO, ACAH]),
+        wsgi("access_cors", "flask-access-cors, allowed", ac, ok, 204, present=[ACAO, ACAM, ACAH], limit=1.0,
+             target="<= 1.0 x bare OPTIONS"),
+        wsgi("flask_cors_denied", "flask-cors, denied", fc, denied, 200, absent=[ACAO],
+             baseline="flask_cors"),
+        wsgi("access_denied", "flask-access-cors, denied", ac, denied, 403, absent=[ACAO],
+             baseline="access_cors", limit=1.0, target="<= 1.0 x allowed preflight")])
 
 
-def origins_large(ctx: Context) -> Scenario:
-    exact = apps.many_exact_origins(10_000)
-    wild = apps.many_wildcard_origins(1_000)
-    hit = exact[5_000]
-    env_exact, env_wild = _get(hit), _get(WILDCARD_REQUEST_ORIGIN)
+def origins_large(data: Path, flask_cors: bool = False) -> Scenario:
+    """flask-cors apart: a request to its 11k policy costs 100 times the others, who would get few loops."""
+    exact, wild, one_wild = apps.exact_origins(10_000), apps.wildcard_origins(1_000), "https://*.tenant500.example.net"
+    by_exact, by_wild, hit = get(exact[5_000]), get("https://app.tenant500.example.net"), [ACAO]
+    if flask_cors:
+        big = apps.flask_cors_app([*exact, *apps.wildcard_regexes(1_000)])
+        return Scenario("origins_large_flask_cors", "The same with flask-cors (wildcards as regexes)", [
+            wsgi("one", "flask-cors, 1 origin", apps.flask_cors_app(exact[5_000:5_001]), by_exact, 200,
+                 present=hit),
+            wsgi("big", "flask-cors, 11k, exact hit", big, by_exact, 200, present=hit),
+            wsgi("big_wild", "flask-cors, 11k, wildcard hit", big, by_wild, 200, present=hit)])
     big = apps.access_cors_app(exact + wild)
-    fc_big = apps.flask_cors_app([*exact, *apps.wildcard_regexes(1_000)])
-    fc_one = apps.flask_cors_app([hit])
-    return Scenario(
-        "origins_large",
-        "10,000 exact origins + 1,000 wildcards",
-        "GET from an allowed origin: the 5,001st exact origin, or a host under the 501st "
-        "wildcard https://*.tenant500.example.net; compared with a policy of that one origin "
-        "(or that one wildcard).",
-        [
-            _v("bare", "bare Flask", "bare", apps.bare_app(), env_exact, 200),
-            _v("access_one", "flask-access-cors, 1 origin", "access-cors",
-               apps.access_cors_app([hit]), env_exact, 200, present=(ACAO,)),
-            _v("access_big_exact", "flask-access-cors, 11k, exact hit", "access-cors", big,
-               env_exact, 200, present=(ACAO,), baseline="access_one",
-               target=Target(1.05, "<= 1.05 x 1 origin")),
-            _v("access_one_wild", "flask-access-cors, 1 wildcard", "access-cors",
-               apps.access_cors_app(["https://*.tenant500.example.net"]), env_wild, 200,
-               present=(ACAO,)),
-            _v("access_big_wild", "flask-access-cors, 11k, wildcard hit", "access-cors", big,
-               env_wild, 200, present=(ACAO,), baseline="access_one_wild",
-               target=Target(1.05, "<= 1.05 x 1 wildcard")),
-            _v("flask_cors_one", "flask-cors, 1 origin", "flask-cors", fc_one, env_exact, 200,
-               present=(ACAO,)),
-            _v("flask_cors_big_exact", "flask-cors, 11k, exact hit", "flask-cors", fc_big,
-               env_exact, 200, present=(ACAO,), baseline="flask_cors_one"),
-            _v("flask_cors_big_wild", "flask-cors, 11k, wildcard hit", "flask-cors", fc_big,
-               env_wild, 200, present=(ACAO,), baseline="flask_cors_one"),
-        ],
-        bare="bare",
-    )
+    return Scenario("origins_large", "10,000 exact origins + 1,000 wildcards vs a policy of the one that "
+                    "matches (the 5,001st origin, or the 501st wildcard)", [
+        wsgi("bare", "bare Flask", apps.bare_app(), by_exact, 200),
+        wsgi("one", "flask-access-cors, 1 origin", apps.access_cors_app([exact[5_000]]), by_exact, 200,
+             present=hit),
+        wsgi("big", "flask-access-cors, 11k, exact hit", big, by_exact, 200, present=hit, baseline="one",
+             limit=1.05, target="<= 1.05 x 1 origin"),
+        wsgi("one_wild", "flask-access-cors, 1 wildcard", apps.access_cors_app([one_wild]), by_wild, 200,
+             present=hit),
+        wsgi("big_wild", "flask-access-cors, 11k, wildcard hit", big, by_wild, 200, present=hit,
+             baseline="one_wild", limit=1.05, target="<= 1.05 x 1 wildcard")])
 
 
-def _long_origin(length: int = 400) -> str:
-    host = ".".join(["a" * 63] * 8)
-    origin = f"https://{host}"[: length - len(".example.com")] + ".example.com"
-    return origin.replace("..", ".a")
+def hostile(data: Path, flask_cors: bool = False) -> Scenario:
+    """flask-cors apart: it takes up to 1,000 times longer on these, and the others would get few loops."""
+    acrh, long_host = "Access_Control_Request_Headers", ".".join(["a" * 63] * 6)[:380]
+    inputs = [("commas_8k", "8 KiB of commas in ACRH", {acrh: "," * 8192}),
+              ("commas_64k", "64 KiB of commas in ACRH", {acrh: "," * 65536}),
+              ("names_1000", "1,000 repeated names in ACRH", {acrh: ", ".join(["content-type"] * 1000)}),
+              ("origin_400", "400-byte Origin", {"Origin": f"https://{long_host}.example.com"}),
+              ("origin_dup", "duplicated Origin (a, a)", {"Origin": f"{ORIGIN}, {ORIGIN}"})]
+    if flask_cors:
+        fc = apps.flask_cors_app()
+        return Scenario("hostile_flask_cors", "The same hostile preflights to flask-cors", [
+            wsgi("normal", "flask-cors, normal preflight", fc, preflight(), 200, present=[ACAO]),
+            *(wsgi(k, f"flask-cors, {label}", fc, preflight(**h), 200) for k, label, h in inputs)])
+    ac = apps.access_cors_app()
+    return Scenario("hostile", "Hostile preflights (ACRH: Access-Control-Request-Headers) vs a normal one", [
+        wsgi("bare", "bare Flask, normal preflight", apps.bare_app(), preflight(), 200),
+        wsgi("normal", "flask-access-cors, normal", ac, preflight(), 204, present=[ACAO]),
+        *(wsgi(k, f"flask-access-cors, {label}", ac, preflight(**h), 403, absent=[ACAO], baseline="normal",
+               limit=1.2, target="<= 1.2 x normal preflight") for k, label, h in inputs)])
 
 
-def hostile(ctx: Context) -> Scenario:
-    inputs: list[tuple[str, str, dict[str, Any]]] = [
-        ("commas_8k", "8 KiB of commas in ACRH", _options(Access_Control_Request_Headers="," * 8192)),
-        ("commas_64k", "64 KiB of commas in ACRH",
-         _options(Access_Control_Request_Headers="," * 65536)),
-        ("names_1000", "1,000 repeated names in ACRH",
-         _options(Access_Control_Request_Headers=", ".join(["content-type"] * 1000))),
-        ("origin_400", "400-byte Origin", _options(Origin=_long_origin())),
-        ("origin_dup", "duplicated Origin (a, a)", _options(Origin=f"{ORIGIN}, {ORIGIN}")),
-    ]
-    normal = _options()
-    ac, fc = apps.access_cors_app(), apps.flask_cors_app()
-    variants = [
-        _v("bare", "bare Flask, normal preflight", "bare", apps.bare_app(), normal, 200),
-        _v("access_cors", "flask-access-cors, normal preflight", "access-cors", ac, normal, 204,
-           present=(ACAO,)),
-    ]
-    for key, label, env in inputs:
-        variants.append(
-            _v(f"access_{key}", f"flask-access-cors, {label}", "access-cors", ac, env, 403,
-               absent=(ACAO,), baseline="access_cors",
-               target=Target(1.2, "<= 1.2 x normal preflight"))
-        )
-    variants.append(_v("flask_cors", "flask-cors, normal preflight", "flask-cors", fc, normal, 200,
-                       present=(ACAO,)))
-    for key, label, env in inputs:
-        variants.append(_v(f"flask_cors_{key}", f"flask-cors, {label}", "flask-cors", fc, env, 200,
-                           baseline="flask_cors"))
-    return Scenario(
-        "hostile",
-        "Hostile preflights",
-        "Preflights built to make header parsing expensive, compared with a normal preflight "
-        "on the same app (ACRH: Access-Control-Request-Headers).",
-        variants,
-        bare="bare",
-    )
-
-
-def gate(ctx: Context) -> Scenario:
-    url = ctx.jwks_url
-    one = ctx.key.token("u1")
-    fresh = ctx.key.tokens(ctx.fresh_tokens, prefix="fresh")
+def gate(data: Path) -> Scenario:
+    shared = json.loads((data / "gate.json").read_text())
+    url, (seen, *fresh) = shared["jwks_url"], shared["tokens"]
     app = apps.access_cors_app(gate=True, jwks_url=url, audience=AUDIENCE, issuer=ISSUER)
-    env = _get(path="/api/private")
+    env, target = get(path="/api/private"), {"limit": 1.25, "target": "<= 1.25 x bare"}
 
-    def cookies(tokens: list[str]) -> Requests:
-        return Requests(env, {"HTTP_COOKIE": [f"CF_Authorization={t}" for t in tokens]})
+    def cookies(*values: str) -> Requests:
+        return Requests(env, HTTP_COOKIE=[f"CF_Authorization={t}" for t in values])
 
-    return Scenario(
-        "gate",
-        "Gated GET, RS256 token in the CF_Authorization cookie",
-        "GET /api/private from an allowed origin with an RS256 access cookie, keys from a "
-        "JWKS served on loopback. Cached: the same token every time (verified-token cache). "
-        f"Fresh: a new token on every request ({ctx.fresh_tokens:,} distinct tokens, more "
-        "than this variant serves, so every request verifies the signature).",
-        [
-            _v("bare", "bare Flask (same cookie)", "bare", apps.bare_app(), cookies([one]), 200),
-            _v("access_cached", "flask-access-cors, token seen before", "access-cors", app,
-               cookies([one]), 200, present=(ACAO,), target=Target(1.25, "<= 1.25 x bare")),
-            _v("access_fresh", "flask-access-cors, fresh token each request", "access-cors", app,
-               cookies(fresh), 200, present=(ACAO,), distinct=len(fresh)),
-            _v("access_missing", "flask-access-cors, no token (401)", "access-cors", app,
-               Requests(env, {"HTTP_COOKIE": ["theme=dark"]}), 401, present=(ACAO,)),
-        ],
-        bare="bare",
-    )
+    def two_issuers() -> Variant:  # the token's issuer is the second one listed
+        two = apps.access_cors_app(gate=True, issuers=[
+            {"issuer": "https://other.cloudflareaccess.com", "jwks_url": url, "audience": AUDIENCE},
+            {"issuer": ISSUER, "jwks_url": url, "audience": AUDIENCE}])
+        return wsgi("access_two_issuers", "flask-access-cors, 2 issuers, token seen", two, cookies(seen), 200,
+                    present=[ACAO], **target)
+
+    return Scenario("gate", "Gated GET, RS256 token in the CF_Authorization cookie, JWKS on loopback; "
+                    f"first-seen: {len(fresh):,} tokens in turn, more than the verified-token cache holds", [
+        wsgi("bare", "bare Flask (same cookie)", apps.bare_app(), cookies(seen), 200),
+        wsgi("access_seen", "flask-access-cors, token seen before", app, cookies(seen), 200, present=[ACAO],
+             **target),
+        optional("issuers", "access_two_issuers", "flask-access-cors, 2 issuers, token seen", two_issuers),
+        wsgi("access_fresh", "flask-access-cors, first-seen token", app, cookies(*fresh), 200,
+             present=[ACAO]),
+        wsgi("access_missing", "flask-access-cors, no token (401)", app,
+             Requests(env, HTTP_COOKIE=["theme=dark"]), 401, present=[ACAO])])
 
 
-def debug(ctx: Context) -> Scenario:
-    distinct = [f"https://evil{i}.example.org" for i in range(50_000)]
-
-    def requests(origins: list[str]) -> Requests:
-        return Requests(_get(DENIED_ORIGIN), {"HTTP_ORIGIN": origins})
-
-    def on(name: str) -> Any:
-        return apps.access_cors_app(debug=True, event_store=f"sqlite:///{ctx.tmp / name}.sqlite3")
-
-    off, on_same, on_distinct = apps.access_cors_app(), on("identical"), on("distinct")
-    scenario = Scenario(
-        "debug",
-        "Denied GET, debug event log on (SQLite) and off",
-        "GET /api/items from an origin that is not allowed: 403 before the view. Identical: "
-        "the same origin every time (a flood the rate limiter folds). Distinct: a new origin "
-        "on every request, so every denial is a new event for the background writer.",
-        [
-            _v("bare", "bare Flask (same request)", "bare", apps.bare_app(), requests([DENIED_ORIGIN]),
-               200),
-            _v("off_same", "debug off, identical denials", "access-cors", off,
-               requests([DENIED_ORIGIN]), 403, absent=(ACAO,)),
-            _v("on_same", "debug on, identical denials", "access-cors", on_same,
-               requests([DENIED_ORIGIN]), 403, absent=(ACAO,), baseline="off_same",
-               target=Target(2.0, "<= 2 x debug off")),
-            _v("off_distinct", "debug off, distinct origins", "access-cors", off,
-               requests(distinct), 403, absent=(ACAO,)),
-            _v("on_distinct", "debug on, distinct origins", "access-cors", on_distinct,
-               requests(distinct), 403, absent=(ACAO,), baseline="off_distinct",
-               distinct=len(distinct)),
-        ],
-        bare="bare",
-    )
+def debug(data: Path) -> Scenario:
+    tmp = tempfile.TemporaryDirectory(prefix="bench-events-")
+    on_same, on_distinct = (apps.access_cors_app(debug=True, event_store=f"sqlite:///{tmp.name}/{name}.sqlite3")
+                            for name in ("same", "distinct"))
+    off, same = apps.access_cors_app(), Requests(get(DENIED_ORIGIN))
+    distinct = Requests(get(DENIED_ORIGIN), HTTP_ORIGIN=[f"https://x{i}.example.org" for i in range(50_000)])
 
     def close() -> None:
-        for variant, app in (("on_same", on_same), ("on_distinct", on_distinct)):
-            access = app.extensions["bench.access"]
+        for app in (on_same, on_distinct):
             with app.app_context():
-                log = access.events
-                stored = log.search(limit=100_000)  # flushes this process's queue first
-                log.close()
-            target = next(v for v in scenario.variants if v.key == variant)
-            target.note = (f"{len(stored):,} events stored for {sum(e.count for e in stored):,} "
-                           f"denials; {log.dropped:,} dropped")
+                app.extensions[apps.KEY].events.close()
+        tmp.cleanup()
 
-    scenario.cleanup = close
-    return scenario
-
-
-BUILDERS: dict[str, Callable[[Context], Scenario]] = {
-    "get_allowed": get_allowed,
-    "get_no_origin": get_no_origin,
-    "preflight": preflight,
-    "origins_large": origins_large,
-    "hostile": hostile,
-    "gate": gate,
-    "debug": debug,
-}
+    return Scenario("debug", "Denied GET (403), debug event log on (SQLite) and off; identical: the same "
+                    "origin each time (folded by the rate limiter), distinct: a new origin each time", [
+        wsgi("bare", "bare Flask (same request)", apps.bare_app(), same, 200),
+        wsgi("off_same", "debug off, identical denials", off, same, 403, absent=[ACAO]),
+        wsgi("on_same", "debug on, identical denials", on_same, same, 403, absent=[ACAO], baseline="off_same",
+             limit=2.0, target="<= 2 x debug off"),
+        wsgi("off_distinct", "debug off, distinct origins", off, distinct, 403),
+        wsgi("on_distinct", "debug on, distinct origins", on_distinct, distinct, 403,
+             baseline="off_distinct"),
+    ], close=close)
 
 
-def measure_startup(runs: int = 5, clock: str = "cpu") -> list[Row]:
-    """``AccessCors(app, origins=[...])`` (validation and compilation), median of ``runs``."""
-    from flask_cors import CORS  # type: ignore[import-untyped]
+def metrics(data: Path) -> Scenario:
+    allowed, denied, off = get(), get(DENIED_ORIGIN), apps.access_cors_app()
+
+    def on(name: str, env: dict[str, Any], status: int) -> Variant:
+        return optional("metrics", f"on_{name}", f"metrics on, {name} GET", lambda: wsgi(
+            f"on_{name}", f"metrics on, {name} GET", apps.access_cors_app(metrics=True), env, status,
+            baseline=f"off_{name}"))
+
+    ons = [on("allowed", allowed, 200), on("denied", denied, 403)]
+    return Scenario("metrics", "Metrics on (metrics=True) and off", [
+        wsgi("bare", "bare Flask", apps.bare_app(), allowed, 200),
+        wsgi("off_allowed", "metrics off, allowed GET", off, allowed, 200, present=[ACAO]), ons[0],
+        wsgi("off_denied", "metrics off, denied GET", off, denied, 403), ons[1],
+    ] if any(v.call for v in ons) else ons)
+
+
+def startup(data: Path) -> Scenario:
+    from flask_cors import CORS
 
     from flask_access_cors import AccessCors
 
-    exact = apps.many_exact_origins(10_000)
-    wild = apps.many_wildcard_origins(1_000)
-    regexes = apps.wildcard_regexes(1_000)
+    exact, wild = apps.exact_origins(10_000), apps.wildcard_origins(1_000)
+    fc_origins = exact + apps.wildcard_regexes(1_000)
+
+    def make(key: str, label: str, setup: Callable[[Any], object], **kw: Any) -> Variant:
+        return Variant(key, label, lambda i: setup(apps.bare_app()),
+                       lambda: setup(apps.bare_app()) and None, **kw)
 
     def access(origins: list[str]) -> Callable[[Any], object]:
         return lambda app: AccessCors(app, origins=origins, credentials=True, event_store="memory://")
 
-    cases: list[tuple[str, str, str, Callable[[Any], object], Target | None]] = [
-        ("access_one", "AccessCors, 1 origin", "access-cors", access(exact[:1]), None),
-        ("access_10k", "AccessCors, 10,000 origins", "access-cors", access(exact),
-         Target(100_000, "< 100 ms", absolute_us=True)),
-        ("access_11k", "AccessCors, 10,000 origins + 1,000 wildcards", "access-cors",
-         access(exact + wild), Target(100_000, "< 100 ms", absolute_us=True)),
-        ("flask_cors_11k", "CORS (flask-cors), same 11,000", "flask-cors",
-         lambda app: CORS(app, origins=[*exact, *regexes]), None),
-    ]
-    now = time.process_time_ns if clock == "cpu" else time.perf_counter_ns
-    times: dict[str, list[float]] = {key: [] for key, *_ in cases}
-    walls: dict[str, list[float]] = {key: [] for key, *_ in cases}
-    for run in range(runs):
-        for key, _label, _lib, setup, _target in cases if run % 2 == 0 else reversed(cases):
-            app = apps.bare_app()
-            t0, w0 = now(), time.perf_counter_ns()
-            setup(app)
-            w1, t1 = time.perf_counter_ns(), now()
-            times[key].append((t1 - t0) / 1e3)
-            walls[key].append((w1 - w0) / 1e3)
-    rows = []
-    for key, label, library, _setup, target in cases:
-        median, low, high = stats(times[key])
-        rows.append(Row(
-            scenario="startup", variant=key, label=label, library=library,
-            median_us=median, min_us=low, max_us=high,
-            target=target.text if target else None,
-            met=target.met(None, median) if target else None,
-            per_run_us=[round(t, 1) for t in times[key]],
-            per_run_other_us=[round(t, 1) for t in walls[key]],
-            note=f"median of {runs}; IQR {_iqr(times[key])}",
-        ))
-    return rows
+    limit = {"limit": 100.0, "target": "< 100 ms", "absolute": True}
+    return Scenario("startup", "Start-up: a new app with the routes, then the extension (validation, "
+                    "parsing, compilation; a refused configuration raises)", [
+        make("bare", "Flask app alone", lambda app: app),
+        make("access_one", "AccessCors, 1 origin", access(exact[:1])),
+        make("access_10k", "AccessCors, 10,000 origins", access(exact), **limit),
+        make("access_11k", "AccessCors, 10,000 + 1,000 wildcards", access(exact + wild), **limit),
+        make("flask_cors_11k", "CORS (flask-cors), same 11,000", lambda app: CORS(app, origins=fc_origins))])
 
 
-def _iqr(values: list[float]) -> str:
-    if len(values) < 4:
-        return "n/a"
-    q = statistics.quantiles(values, n=4)
-    return f"{q[0] / 1e3:.1f}-{q[2] / 1e3:.1f} ms"
+BUILDERS: dict[str, Callable[[Path], Scenario]] = {
+    "get_allowed": get_allowed, "get_no_origin": get_no_origin, "preflight": preflight_scenario,
+    "origins_large": origins_large, "origins_large_flask_cors": partial(origins_large, flask_cors=True),
+    "hostile": hostile, "hostile_flask_cors": partial(hostile, flask_cors=True), "gate": gate, "debug": debug,
+    "metrics": metrics, "startup": startup}
