@@ -13,9 +13,11 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +62,25 @@ _NETWORK_ERRORS = (
 )
 
 
+class _Flight:
+    """One JWKS fetch in progress, run by its own thread.
+
+    Every caller that needs its result waits on ``done``, but never past
+    ``deadline`` (``time.monotonic()``), one timeout after the fetch started.
+    """
+
+    __slots__ = ("deadline", "done", "pid")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.pid = os.getpid()  # a forked child has no thread running this fetch
+
+
+# Live clients, so that a forked child gets fresh locks (see _after_fork_in_child).
+_CLIENTS: weakref.WeakSet[JWKSClient] = weakref.WeakSet()
+
+
 class JWKSClient:
     """Signing keys from a JWKS URL, cached, rate-limited and stale-if-error.
 
@@ -72,8 +93,16 @@ class JWKSClient:
       ``kid``, but never sooner than ``cooldown`` seconds after the last fetch
       *attempt* (successful or not);
     * a failed refetch keeps the last good key set serving (logged at WARNING);
-    * concurrent callers share one fetch, and the state lock is never held
-      across the HTTP request;
+    * single flight: at most one fetch runs at a time, in a thread of its own.
+      A caller that needs it (a cold start, an unknown ``kid``, a refresh that
+      is due) waits for *that* fetch and never starts another while it runs;
+      a caller with a usable stale key does not wait at all;
+    * no caller waits longer than ``timeout`` for keys, whatever ``cooldown``
+      is: a wait ends when the fetch it waits for ends or one ``timeout``
+      after that fetch started, whichever comes first.  A ``cooldown`` shorter
+      than ``timeout`` (even ``0``) is therefore accepted; as a new fetch
+      never starts while one runs, the time between two fetches of a hanging
+      key server is in effect at least the fetch's own duration;
     * the fetch has a timeout for the whole body, a size cap, and does not
       follow redirects.
 
@@ -107,18 +136,22 @@ class JWKSClient:
         self._clock = clock
         self._session = session if session is not None else requests.Session()
         self._lock = threading.Lock()  # guards the fields below; held only briefly
-        self._fetch_lock = threading.Lock()  # one fetch at a time
         self._keyset: _KeySet | None = None
         self._loaded_at = 0.0
         self._last_attempt: float | None = None
-        self._in_flight = False
+        self._flight: _Flight | None = None
+        _CLIENTS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's lock may have been held by a thread the child does not have.
+        self._lock = threading.Lock()
 
     def get_key(self, kid: str | None) -> Any:
         """The key for ``kid`` (a token without ``kid`` needs a one-key set).
 
         Raises ``TokenError("key_unknown")`` when the key set (refreshed if
         allowed) has no such key, and ``TokenError("key_unavailable")`` when no
-        key set was ever obtained.
+        key set was ever obtained.  Waits at most ``timeout`` seconds.
         """
         with self._lock:
             now = self._clock()
@@ -126,42 +159,62 @@ class JWKSClient:
             key = keyset.find(kid) if keyset is not None else None
             if key is not None and now - self._loaded_at < self.lifespan:
                 return key
-            in_flight = self._in_flight
-            # A caller that finds a fetch in flight joins it rather than starting another.
-            due = not in_flight and (self._last_attempt is None or now - self._last_attempt >= self.cooldown)
-            seen = self.fetches
-        if key is not None:
-            # Known but stale: serve it unless a refresh is due and nobody is doing it.
-            if not due or not self._fetch_lock.acquire(blocking=False):
-                return key
-        elif due or in_flight:
-            self._fetch_lock.acquire()  # wait for the fetch in flight, if any
-        else:
-            return self._found(keyset, None, kid)
-        try:
-            with self._lock:
-                if not due or self.fetches != seen:
-                    # Someone else's fetch finished while we waited: it is the answer.
-                    keyset = self._keyset
-                    return self._found(keyset, keyset.find(kid) if keyset else None, kid)
-                self._last_attempt = self._clock()
-                self.fetches += 1
-                self._in_flight = True
-            fetched: _KeySet | None = None
-            try:
-                fetched = self._fetch()
-            except _FetchError as exc:
-                self._log_failure(str(exc))
-            finally:
-                with self._lock:
-                    if fetched is not None:
-                        self._keyset = fetched
-                        self._loaded_at = self._clock()
-                    self._in_flight = False
-                    keyset = self._keyset
-        finally:
-            self._fetch_lock.release()
+            flight = self._flight
+            if flight is not None and flight.pid != os.getpid():
+                flight = self._flight = None  # inherited from the parent: nobody runs it
+            if flight is None:
+                due = self._last_attempt is None or now - self._last_attempt >= self.cooldown
+                if not due:
+                    # Within the cooldown: the key we have (stale or not), or none.
+                    return key if key is not None else self._found(keyset, None, kid)
+                flight = self._start_flight_locked()
+            elif key is not None:
+                return key  # stale, and a refresh is already under way: no waiting
+        if flight.deadline > time.monotonic():
+            flight.done.wait(flight.deadline - time.monotonic())
+        with self._lock:
+            keyset = self._keyset
         return self._found(keyset, keyset.find(kid) if keyset else None, kid)
+
+    def _start_flight_locked(self) -> _Flight:
+        """Begin a fetch in its own thread.  Call with the lock held."""
+        flight = _Flight(time.monotonic() + self.timeout)
+        self._flight = flight
+        self._last_attempt = self._clock()
+        self.fetches += 1
+        thread = threading.Thread(
+            target=self._fly, args=(flight,), name="flask-access-cors-jwks", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:
+            # No new threads (interpreter shutting down): this caller fetches,
+            # still bounded by the fetch's own timeouts.
+            self._lock.release()
+            try:
+                self._fly(flight)
+            finally:
+                self._lock.acquire()
+        return flight
+
+    def _fly(self, flight: _Flight) -> None:
+        """Run one fetch and publish its result (a failure keeps the old key set)."""
+        fetched: _KeySet | None = None
+        try:
+            fetched = self._fetch()
+        except _FetchError as exc:
+            self._log_failure(str(exc))
+        except Exception:
+            # A bug, not an outage: keep serving what we have, and say so.
+            logger.exception("JWKS fetch from %s failed unexpectedly", self.url)
+        finally:
+            with self._lock:
+                if fetched is not None:
+                    self._keyset = fetched
+                    self._loaded_at = self._clock()
+                if self._flight is flight:
+                    self._flight = None
+            flight.done.set()
 
     def _found(self, keyset: _KeySet | None, key: jwt.PyJWK | None, kid: str | None) -> Any:
         if keyset is None:
@@ -244,6 +297,15 @@ class JWKSClient:
         if not keys:
             raise _FetchError("no usable signing key in the set")
         return _KeySet(by_kid=by_kid, keys=tuple(keys))
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_CLIENTS):
+        client._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _usable_key(member: Any) -> jwt.PyJWK | None:

@@ -1,8 +1,11 @@
 """A throw-away redis-server on a free loopback port, for the event-store tests.
 
-The server keeps nothing on disk (``--save '' --appendonly no``) and can be
-stopped and started again on the same port, to test what the Redis event
-store does while its server is away.
+The server keeps nothing on disk (``--save '' --appendonly no``) unless it
+is made ``persistent`` (an append-only file synced on every write, so that
+what it acknowledged survives a restart), and can be stopped and started
+again on the same port, to test what the Redis event store does while its
+server is away.  ``debug_command=True`` allows ``DEBUG SLEEP`` (Redis 7
+refuses ``DEBUG`` by default), to make the server hang on purpose.
 """
 
 from __future__ import annotations
@@ -53,10 +56,20 @@ def ping(port: int, timeout: float = 0.5) -> bool:
 class RedisServer:
     """One redis-server process; :meth:`start` / :meth:`stop` may be repeated."""
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        directory: Path,
+        port: int | None = None,
+        *,
+        persistent: bool = False,
+        debug_command: bool = False,
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.port = port or free_port()
+        self.persistent = persistent
+        self.debug_command = debug_command
         self._process: subprocess.Popen[bytes] | None = None
         self._log = directory / f"redis-{self.port}.log"
 
@@ -66,11 +79,15 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         assert self._process is None, "already running"
+        storage = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else [
+            "--appendonly", "no"]
+        extra = ["--enable-debug-command", "yes"] if self.debug_command else []
         self._process = subprocess.Popen(
             [
                 self.binary,
                 "--save", "",
-                "--appendonly", "no",
+                *storage,
+                *extra,
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.directory),
@@ -87,6 +104,14 @@ class RedisServer:
                 self.stop()
                 raise RuntimeError(f"redis-server did not come up on port {self.port}:\n{log}")
             time.sleep(0.02)
+
+    def hang(self, seconds: float) -> None:
+        """Make the server answer nobody for ``seconds`` (``DEBUG SLEEP``); returns when
+        it answers again.  Needs ``debug_command=True``."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=seconds + 10) as sock:
+            sock.sendall(f"DEBUG SLEEP {seconds}\r\n".encode())
+            reply = sock.recv(64)
+        assert reply.startswith(b"+OK"), reply
 
     def stop(self) -> None:
         process, self._process = self._process, None

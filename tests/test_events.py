@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +41,9 @@ from flask_access_cors.events import (
     RedisStore,
     SQLiteStore,
     Store,
+    WorkerStatus,
+    WorkerStore,
+    WriteOutcomeUnknown,
     describe,
     escape,
     open_store,
@@ -629,6 +633,54 @@ def test_store_write_of_nothing_is_a_no_op(make_store: Callable[..., Store]) -> 
     assert store.search() == []
 
 
+def test_store_keeps_the_request_id(make_store: Callable[..., Store]) -> None:
+    store = make_store()
+    tagged = make_event(path="/tagged", request_id="req-\r\n" + "7" * 80)
+    store.write([tagged, make_event(path="/plain")])
+    found = {event.path: event for event in store.search()}
+    assert found["/tagged"].request_id == tagged.request_id
+    assert tagged.request_id is not None and tagged.request_id.startswith("req-\\x0d\\x0a")
+    assert found["/plain"].request_id is None
+    assert found["/tagged"] == tagged  # every field comes back as written
+
+
+def _status(flushes: int, **changes: Any) -> WorkerStatus:
+    fields: dict[str, Any] = {
+        "host": "web-1", "pid": 4242, "started": BASE, "last_flush": BASE + timedelta(seconds=flushes),
+        "recorded": 10 * flushes, "written": 9 * flushes, "dropped": flushes, "flushes": flushes,
+    }
+    fields.update(changes)
+    return WorkerStatus(**fields)
+
+
+def test_store_keeps_the_newest_heartbeat_per_worker(make_store: Callable[..., Store]) -> None:
+    store = make_store()
+    assert isinstance(store, WorkerStore)
+    store.write([make_event(path="/one")], worker=_status(1))
+    store.write([], worker=_status(3))
+    store.write([], worker=_status(2))  # a late duplicate of an older write: ignored
+    store.write([], worker=_status(1, pid=7, host="web-2"))
+    newest, other = store.workers()
+    assert newest == _status(3) and other.pid == 7
+    assert newest.pending == 30 - 27 - 3 == 0
+    store.write([], worker=_status(3, closed=True, recorded=31, dropped=4))  # the closing one
+    assert store.workers()[0] == _status(3, closed=True, recorded=31, dropped=4)
+    assert [e.path for e in store.search()] == ["/one"]
+    store.clear()
+    assert store.workers() == [] and store.search() == []
+
+
+def test_worker_status_round_trips_and_rejects_garbage() -> None:
+    status = _status(5, closed=True)
+    assert WorkerStatus.from_dict(json.loads(json.dumps(status.to_dict()))) == status
+    assert status.to_dict()["pending"] == status.pending
+    for change in ({"pid": "1"}, {"closed": "yes"}, {"started": "2030-01-01T00:00:00"}, {"host": None}):
+        with pytest.raises(ValueError):
+            WorkerStatus.from_dict({**status.to_dict(), **change})
+    with pytest.raises(ValueError, match="lacks field"):
+        WorkerStatus.from_dict({"host": "h"})
+
+
 @pytest.mark.parametrize(
     ("url", "kind"),
     [
@@ -715,6 +767,108 @@ def test_sqlite_uses_wal_and_indexes(tmp_path: Path) -> None:
     assert columns[0] == "seq"
 
 
+# The schema of the first release, before request_id.
+OLD_SCHEMA = """
+CREATE TABLE access_cors_events (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, time_us INTEGER NOT NULL,
+    status INTEGER NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL,
+    method TEXT NOT NULL, path TEXT NOT NULL, origin TEXT, request_type TEXT NOT NULL,
+    policy TEXT NOT NULL, remote_addr TEXT, identity TEXT, count INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX access_cors_events_time ON access_cors_events (time_us);
+INSERT INTO access_cors_events VALUES
+    (1, 'old1', 1893553445678901, 403, 'origin_not_allowed', 'm', 'GET', '/old',
+     'https://evil.example', 'actual', 'app', '203.0.113.9', NULL, 3);
+"""
+
+
+def test_sqlite_file_of_the_old_schema_gets_the_request_id_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA)
+    conn.close()
+    first, second = SQLiteStore(path), SQLiteStore(path)  # two workers opening it
+    first.write([make_event(path="/new", request_id="abc")])
+    second.write([make_event(path="/newer")])
+    found = {e.path: e for e in second.search()}
+    assert (found["/old"].request_id, found["/old"].count) == (None, 3)
+    assert found["/new"].request_id == "abc" and found["/newer"].request_id is None
+    for store in (first, second):
+        store.close()
+    with sqlite3.connect(path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(access_cors_events)")]
+    conn.close()
+    assert columns.count("request_id") == 1 and columns[-1] == "request_id"
+
+
+def _paths_in(conn: sqlite3.Connection) -> list[str]:
+    return sorted(row[0] for row in conn.execute("SELECT path FROM access_cors_events"))
+
+
+@pytest.mark.parametrize("removed", [("",), ("", "-wal", "-shm")], ids=["main-file", "with-side-files"])
+def test_sqlite_deleted_file_is_noticed_and_recreated(
+    tmp_path: Path, removed: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13, item 1, in one process: the write after a deletion goes to a new
+    file, not into the deleted one, and the side files left behind are not adopted."""
+    path = tmp_path / "events.sqlite3"
+    store = SQLiteStore(path)
+    store.write([make_event(path="/before")])
+    held = sqlite3.connect(path)  # the deleted file stays readable through it
+    assert _paths_in(held) == ["/before"]
+    for suffix in removed:
+        Path(f"{path}{suffix}").unlink()
+    store.write([make_event(path="/after")])
+    assert [e.path for e in store.search()] == ["/after"]
+    assert _paths_in(held) == ["/before"]  # nothing went into the deleted file
+    held.close()
+    assert [r.getMessage() for r in warnings_of(caplog)] == [
+        f"flask-access-cors: the event file {path} was deleted or replaced while in use; this "
+        "process now writes to a new file at that path (events written before are not in it)"]
+    store.close()
+    reader = sqlite3.connect(path)  # a fresh connection: not corrupted by the old side files
+    assert _paths_in(reader) == ["/after"]
+    reader.close()
+
+
+def test_sqlite_replaced_file_is_noticed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Log rotation by renaming: the moved file keeps what was written to it."""
+    path = tmp_path / "events.sqlite3"
+    store = SQLiteStore(path)
+    store.write([make_event(path="/one")])
+    os.rename(path, tmp_path / "events.sqlite3.1")
+    other = SQLiteStore(path)  # another worker: creates the new file at the path first
+    other.write([make_event(path="/two")])
+    store.write([make_event(path="/three")])
+    assert sorted(e.path for e in store.search()) == ["/three", "/two"]
+    assert len(warnings_of(caplog)) == 1
+    for s in (store, other):
+        s.close()
+    rotated = sqlite3.connect(tmp_path / "events.sqlite3.1")
+    assert _paths_in(rotated) == ["/one"]  # checkpointed into the moved file before letting go
+    rotated.close()
+
+
+def test_sqlite_checks_its_file_once_per_batch_not_per_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "events.sqlite3"
+    store = SQLiteStore(path)
+    store.write([make_event()])
+    calls: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if str(target) == str(path):
+            calls.append(str(target))
+        return real_stat(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    store.write([make_event(path=f"/{i}") for i in range(500)])
+    assert 1 <= len(calls) <= 2  # before the batch, and after it to catch a deletion meanwhile
+    store.close()
+
+
 def _write_many(url: str, prefix: str, n: int, barrier: Any) -> int:
     """Child process: its own store and log, n distinct denials; returns dropped."""
     log = EventLog(open_store(url, retention=100_000), batch_size=20, flush_interval=0.01)
@@ -789,7 +943,7 @@ def test_sqlite_locked_database_fails_fast_and_resumes(
     caplog.set_level(logging.INFO, logger=LOGGER)
     path = tmp_path / "events.sqlite3"
     store = SQLiteStore(path, retention=1000)
-    log = logs(store, window=0, flush_interval=0.05)
+    log = logs(store, window=0, flush_interval=0.05, quiet_period=0)
     log.record(make_event(path="/ok/0"))
     assert log.flush(5) and log.dropped == 0
 
@@ -823,7 +977,8 @@ def test_sqlite_locked_database_fails_fast_and_resumes(
     assert sorted(e.path for e in written) == ["/ok/0", "/unlocked/0", "/unlocked/1", "/unlocked/2"]
     assert total(written) + log.dropped == 1 + 5 + 5 + 3
     assert len(warnings_of(caplog)) == 1
-    assert any("works again" in r.getMessage() for r in caplog.records if r.name == LOGGER)
+    assert any("works again" in r.getMessage() for r in caplog.records
+               if r.name == LOGGER and r.levelno == logging.INFO)
 
 
 class _WarningCounter(logging.Handler):
@@ -987,6 +1142,34 @@ def test_redis_read_only_replica_fails_fast_and_resumes(
     for i in range(3):
         log.record(make_event(path=f"/rw/{i}"))
     assert sorted(e.path for e in log.search()) == ["/rw/0", "/rw/1", "/rw/2"]
+
+
+@pytest.mark.slow
+def test_redis_write_that_times_out_is_of_unknown_outcome_and_safe_to_repeat(
+    tmp_path: Path,
+) -> None:
+    """A reply that times out after the transaction was sent: Redis runs it when it
+    wakes up, so the store must not say "not written"; writing it again stores it once."""
+    server = RedisServer(require_redis_server(), tmp_path, debug_command=True)
+    server.start()
+    try:
+        store = RedisStore(server.url, timeout=0.3)
+        store.write([make_event(path="/warm")])  # a pooled, connected connection
+        hang = threading.Thread(target=server.hang, args=(1,))
+        hang.start()
+        time.sleep(0.1)
+        batch = [make_event(path=f"/late/{i}") for i in range(5)]
+        with pytest.raises(WriteOutcomeUnknown):
+            store.write(batch)
+        hang.join(10)
+        assert wait_until(lambda: len(store.search()) == 6)  # it did run
+        store.write(batch)  # the retry the log makes
+        found = store.search(limit=100)
+        assert sorted(e.path for e in found) == ["/late/0", "/late/1", "/late/2", "/late/3",
+                                                 "/late/4", "/warm"]
+        store.close()
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow
@@ -1184,9 +1367,16 @@ def test_record_stays_fast_while_the_store_is_slow(logs: Callable[..., EventLog]
 def test_one_warning_per_outage(
     logs: Callable[..., EventLog], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A WARNING when writes start failing, an INFO once they have succeeded for a
+    quiet period; a failure inside that period belongs to the same outage."""
     caplog.set_level(logging.INFO, logger=LOGGER)
-    store = FakeStore()
-    log = logs(store, window=0)
+    store, clock = FakeStore(), FakeClock()
+    log = logs(store, window=0, clock=clock, quiet_period=10)
+
+    def recoveries() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == LOGGER and r.levelno == logging.INFO and "works again" in r.getMessage()]
+
     store.broken = True
     for i in range(3):
         assert log.record(make_event(path=f"/a/{i}")) is None
@@ -1196,10 +1386,155 @@ def test_one_warning_per_outage(
     store.broken = False
     log.record(make_event(path="/b"))
     assert log.flush(5) and [e.path for e in store.events] == ["/b"]
+    clock.now += 5  # flapping: it fails again within the quiet period
     store.broken = True
     log.record(make_event(path="/c"))
     assert log.flush(5)
-    assert log.dropped == 4 and len(warnings_of(caplog)) == 2
+    store.broken = False
+    log.record(make_event(path="/d"))
+    assert log.flush(5)
+    assert log.dropped == 4 and len(warnings_of(caplog)) == 1 and recoveries() == []
+    clock.now += 10  # quiet for the whole period: the writer's tick says so
+    assert wait_until(lambda: len(recoveries()) == 1)
+    assert "4 failed writes, 4 events dropped" in recoveries()[0]
+    store.broken = True  # a new outage
+    log.record(make_event(path="/e"))
+    assert log.flush(5)
+    assert log.dropped == 5 and len(warnings_of(caplog)) == 2
+
+
+def test_a_flapping_store_logs_one_warning_and_counts_exactly(
+    logs: Callable[..., EventLog], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13, item 3: one batch in three fails for 600 batches (the old code
+    logged a WARNING after every success); closing after a success ends the outage."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    store = FakeStore()
+    store.fail_every = 3
+    log = logs(store, window=0)
+    for i in range(600):
+        log.record(make_event(path=f"/flap/{i}"))
+        assert log.flush(5)
+    store.fail_every = 0
+    log.record(make_event(path="/fine"))
+    log.close()
+    assert len(warnings_of(caplog)) == 1
+    assert total(store.events) + log.dropped == 601
+    assert log.dropped == 200
+    infos = [r for r in caplog.records
+             if r.name == LOGGER and r.levelno == logging.INFO and "works again" in r.getMessage()]
+    assert len(infos) == 1 and "200 failed writes, 200 events dropped" in infos[0].getMessage()
+
+
+class UnsureStore(FakeStore):
+    """Applies some writes and then reports their outcome as unknown, like a Redis
+    reply that timed out after the server ran the command; a write of the same
+    events again is harmless (kept once, by id)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unsure = 0  # how many next writes apply, then raise WriteOutcomeUnknown
+        self.unsure_unapplied = 0  # how many next writes raise it without applying
+
+    def write(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            self.writes += 1
+            known = {e.id for batch in self.batches for e in batch}
+            fresh = [e for e in events if e.id not in known]
+            if self.unsure_unapplied:
+                self.unsure_unapplied -= 1
+                raise WriteOutcomeUnknown("timed out before it ran")
+            if fresh:
+                self.batches.append(fresh)
+            if self.unsure:
+                self.unsure -= 1
+                raise WriteOutcomeUnknown("timed out after it ran")
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-applied"])
+def test_write_of_unknown_outcome_is_retried_and_counted_once(
+    logs: Callable[..., EventLog], caplog: pytest.LogCaptureFixture, applied: bool
+) -> None:
+    """Issue 13, item 2: the old code counted such a batch as dropped, and the store had it."""
+    store = UnsureStore()
+    if applied:
+        store.unsure = 3
+    else:
+        store.unsure_unapplied = 3
+    log = logs(store, window=0, flush_interval=0.02)
+    for i in range(20):
+        log.record(make_event(path=f"/u/{i}"))
+    assert log.flush(5)
+    assert log.dropped == 0 and total(store.events) == 20
+    assert sorted(e.path for e in store.events) == sorted(f"/u/{i}" for i in range(20))
+    assert store.writes > 3 and len(warnings_of(caplog)) == 1
+
+
+def test_unknown_outcome_left_at_close_is_counted_dropped_and_said(
+    logs: Callable[..., EventLog], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = UnsureStore()
+    store.unsure_unapplied = 10**6  # the store never answers again
+    log = logs(store, window=0, flush_interval=0.02)
+    for i in range(4):
+        log.record(make_event(path=f"/lost/{i}"))
+    assert not log.flush(0.3)  # not settled: neither written nor dropped yet
+    assert log.dropped == 0
+    log.close(timeout=0.3)
+    assert log.dropped == 4 and total(store.events) == 0
+    assert "4 debug events whose write to UnsureStore timed out" in warnings_of(caplog)[-1].getMessage()
+
+
+def test_backlog_of_unknown_outcomes_is_bounded(logs: Callable[..., EventLog]) -> None:
+    """While writes of unknown outcome fill a queue's worth, the writer leaves the
+    queue alone, so record() counts the overflow instead of memory growing."""
+    store = UnsureStore()
+    store.unsure_unapplied = 10**6
+    log = logs(store, window=0, queue_size=10, batch_size=5, flush_interval=0.02)
+    for i in range(10):
+        log.record(make_event(path=f"/a/{i}"))
+    assert wait_until(lambda: log._unknown_events >= 10)
+    for i in range(30):
+        log.record(make_event(path=f"/b/{i}"))
+    assert log.dropped == 20  # ten more fit in the queue
+    store.unsure_unapplied = 0
+    assert log.flush(5)
+    assert total(store.events) + log.dropped == 40
+
+
+def test_heartbeats_say_what_each_process_did(logs: Callable[..., EventLog]) -> None:
+    store, clock = MemoryStore(retention=100), FakeClock()
+    log = logs(store, clock=clock, queue_size=3)
+    assert log.workers() == []  # nothing recorded, nothing written
+    for _ in range(4):
+        log.record(make_event(path="/same"))  # one written, three folded into a window
+    assert log.flush(5)
+    [status] = log.workers()
+    assert (status.pid, status.host) == (os.getpid(), socket.gethostname())
+    assert (status.recorded, status.written, status.dropped, status.pending) == (4, 4, 0, 0)
+    assert not status.closed and status.flushes >= 1
+    assert status.last_flush >= status.started
+    log.close()
+    [closed] = store.workers()
+    assert closed.closed and closed.pending == 0 and closed.flushes == status.flushes
+
+
+def test_heartbeat_shows_what_a_process_had_pending(logs: Callable[..., EventLog]) -> None:
+    """What a process killed now would lose: the repeats held in its open window."""
+    store, clock = MemoryStore(retention=100), FakeClock()
+    log = logs(store, clock=clock)
+    for _ in range(5):
+        log.record(make_event(path="/burst"))  # the first is queued, four are held
+    assert wait_until(lambda: len(store.search()) == 1)
+    [status] = store.workers()
+    assert (status.recorded, status.written, status.pending) == (5, 1, 4)
+
+
+def test_a_store_without_heartbeats_still_works(logs: Callable[..., EventLog]) -> None:
+    store = FakeStore()
+    log = logs(store)
+    log.record(make_event())
+    assert log.workers() == [] and log.flush(5) and total(store.events) == 1
 
 
 def test_flush_and_close_are_idempotent(logs: Callable[..., EventLog]) -> None:

@@ -3,12 +3,22 @@
 Pure Python, no Flask: the extension builds an :class:`Event` for each denial
 and hands it to an :class:`EventLog`, which writes it to a :class:`Store`
 (``memory://``, ``sqlite:///PATH`` or ``redis://HOST:PORT/DB``, see
-:func:`open_store`) from a background thread.
+:func:`open_store`) from a background thread.  Each writing process also
+leaves a heartbeat, a :class:`WorkerStatus`, listed by :meth:`EventLog.workers`.
 """
 
 from .log import EventLog
 from .model import REASONS, REQUEST_TYPES, Event, describe, escape, parse_duration
-from .stores import MemoryStore, RedisStore, SQLiteStore, Store, open_store
+from .stores import (
+    MemoryStore,
+    RedisStore,
+    SQLiteStore,
+    Store,
+    WorkerStatus,
+    WorkerStore,
+    WriteOutcomeUnknown,
+    open_store,
+)
 
 __all__ = [
     "REASONS",
@@ -19,6 +29,9 @@ __all__ = [
     "RedisStore",
     "SQLiteStore",
     "Store",
+    "WorkerStatus",
+    "WorkerStore",
+    "WriteOutcomeUnknown",
     "describe",
     "escape",
     "open_store",

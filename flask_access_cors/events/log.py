@@ -5,11 +5,20 @@ in-memory work: a rate limiter folds bursts of identical denials into one
 summary event, and what remains goes onto a bounded queue.  A daemon thread
 drains the queue in batches into the :class:`~.stores.Store`.  When the queue
 is full or the store fails, events are counted in :attr:`EventLog.dropped`
-instead, so the accounting always holds::
+instead, so the accounting holds for every process::
 
-    sum(event.count for every event written) + log.dropped == number of record() calls
+    recorded == written + dropped + pending
 
-(for events of ``count == 1``, which is what :meth:`Event.create` makes).
+where ``recorded`` is the sum of the counts given to :meth:`record` (one per
+denial), ``written`` the sum of the ``count`` of the events the store took,
+and ``pending`` what is still queued, in a rate-limit window, or in a write
+whose outcome is not known yet.  A write that may have been applied although
+it failed (:class:`~.stores.WriteOutcomeUnknown`, e.g. a Redis timeout) is
+kept and written again, which is harmless (store writes are idempotent),
+until the store answers: it is counted once, never as both written and
+dropped.  ``pending`` is 0 after :meth:`EventLog.flush` or :meth:`EventLog.close`
+returned True, except in a process killed before it could flush (``SIGKILL``):
+its heartbeat (:meth:`EventLog.workers`) shows how far it had come.
 """
 
 from __future__ import annotations
@@ -19,16 +28,17 @@ import dataclasses
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
 from .model import REASONS, Event
-from .stores import Store
+from .stores import Store, WorkerStatus, WorkerStore, WriteOutcomeUnknown
 
 __all__ = ["EventLog"]
 
@@ -164,15 +174,26 @@ class EventLog:
 
     ``queue_size`` bounds the events waiting to be written; ``window`` is the
     rate limiter's window in seconds (``0`` turns it off); ``flush_interval``
-    is how often the writer thread wakes up to close expired windows;
-    ``clock`` is the limiter's monotonic clock (tests pass a fake one);
-    ``batch_size`` caps one :meth:`Store.write`; ``max_keys`` caps the open
-    rate-limit windows.
+    is how often the writer thread wakes up to close expired windows and to
+    retry writes of unknown outcome; ``clock`` is the limiter's (and the
+    outage log's) monotonic clock (tests pass a fake one); ``batch_size`` caps
+    one :meth:`Store.write`; ``max_keys`` caps the open rate-limit windows.
+
+    Failures are logged once per outage: a WARNING when a write first fails,
+    and an INFO ("works again") once writes succeed and none has failed for
+    ``quiet_period`` seconds, or when the log is closed after a successful
+    write.  A store that fails now and then (a nearly full disk, a flapping
+    network) is one outage until it has been quiet that long.  Each process
+    logs its own outages.
+
+    Rate limiting is per process: each worker folds its own repeats, so a
+    burst spread over N workers is written as up to N first events and N
+    summaries.
 
     Fork safety: the writer thread and queue belong to one process.  A forked
     child (gunicorn with ``--preload``) starts with an empty queue, a fresh
-    limiter, ``dropped == 0`` and no thread; its first :meth:`record` starts its
-    own writer.  Events the parent had queued are written by the parent.
+    limiter, zeroed counters and no thread; its first :meth:`record` starts
+    its own writer.  Events the parent had queued are written by the parent.
     """
 
     def __init__(
@@ -185,6 +206,7 @@ class EventLog:
         clock: Callable[[], float] = time.monotonic,
         batch_size: int = 500,
         max_keys: int = 1000,
+        quiet_period: float = 30.0,
     ) -> None:
         for name, number in (("queue_size", queue_size), ("batch_size", batch_size)):
             if number < 1:
@@ -195,13 +217,19 @@ class EventLog:
             raise ValueError(f"window must be >= 0 seconds, not {window}")
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be > 0 seconds, not {flush_interval}")
+        if quiet_period < 0:
+            raise ValueError(f"quiet_period must be >= 0 seconds, not {quiet_period}")
         self.store = store
+        # Heartbeats need a store that keeps them (all built-in stores do).
+        self._worker_store: WorkerStore | None = store if isinstance(store, WorkerStore) else None
         self._queue_size = queue_size
         self._window = window
         self._flush_interval = flush_interval
         self._clock = clock
         self._batch_size = batch_size
         self._max_keys = max_keys
+        self._quiet_period = quiet_period
+        self._host = socket.gethostname()
         self._closed = False
         self._reset_for_process()
         _LIVE.add(self)
@@ -209,14 +237,29 @@ class EventLog:
     def _reset_for_process(self) -> None:
         """Per-process state: everything a forked child must not share with its parent."""
         self._pid = os.getpid()
+        self._started = datetime.now(timezone.utc)
         self._lock = threading.Lock()  # guards the limiter, the counters and _thread
         self._progress = threading.Condition(self._lock)
         self._queue: queue.Queue[Event | object] = queue.Queue(self._queue_size)
         self._limiter = _RateLimiter(self._window, self._max_keys)
+        self._recorded = 0  # denials given to record()
+        self._written = 0  # denials the store took
         self._dropped = 0
+        self._flushes = 0  # batches written
         self._enqueued = 0  # events put on the queue
         self._finished = 0  # events taken off it and written or counted as dropped
-        self._failing = False  # warned about a failing store, not yet recovered
+        # Batches whose write may or may not have been applied, oldest first;
+        # only the writer thread (or close(), once it is gone) touches them.
+        self._unknown: deque[list[Event]] = deque()
+        self._unknown_events = 0
+        self._retry_at = 0.0  # time.monotonic() of the next retry of _unknown
+        # Outage bookkeeping (clock() times): see _failed() and _check_recovered().
+        self._failing = False
+        self._last_failure = 0.0
+        self._ok_since_failure = False
+        self._outage_began = self._started
+        self._outage_failures = 0
+        self._dropped_before_outage = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_tick = self._clock()
@@ -229,28 +272,35 @@ class EventLog:
         What cannot be queued (full queue, closed log, any unexpected error) is
         counted in :attr:`dropped`.
         """
+        counted = False
         try:
             if self._pid != os.getpid():
                 self._reset_for_process()  # a fork without the at-fork hook
             if self._closed:
                 with self._lock:
+                    self._recorded += event.count
                     self._dropped += event.count
                 return
             now = self._clock()
             with self._lock:
+                self._recorded += event.count
+                counted = True
                 for ready in self._limiter.admit(event, now):
                     self._enqueue_locked(ready)
                 self._start_writer_locked()
         except Exception:
-            self._count_lost(event)
+            self._count_lost(event, counted)
 
-    def _count_lost(self, event: Event) -> None:
+    def _count_lost(self, event: Event, counted: bool) -> None:
         """Last resort of :meth:`record`: account for the event.
 
         Logging does not raise (handler errors go to ``Handler.handleError``).
         """
+        count = getattr(event, "count", 1)
         with self._lock:
-            self._dropped += getattr(event, "count", 1)
+            if not counted:
+                self._recorded += count
+            self._dropped += count
         _logger.exception("flask-access-cors: recording a debug event failed")
 
     def _enqueue_locked(self, event: Event) -> None:
@@ -280,6 +330,14 @@ class EventLog:
 
     def _run(self) -> None:
         while True:
+            self._retry_unknown()
+            if self._unknown_events >= self._queue_size:
+                # As many events of unknown outcome as the queue holds: leave the
+                # queue alone until they are settled; record() counts the overflow.
+                if self._stop.wait(self._flush_interval):
+                    return
+                self._tick()
+                continue
             batch = self._take_batch()
             self._tick()
             if batch:
@@ -311,44 +369,135 @@ class EventLog:
         with self._lock:
             for summary in self._limiter.expire(now):
                 self._enqueue_locked(summary)
+        self._check_recovered()
+
+    def _heartbeat(self, batch: Sequence[Event], closed: bool = False) -> WorkerStatus:
+        """This process's status as it will be once ``batch`` is written."""
+        with self._lock:
+            return WorkerStatus(
+                host=self._host,
+                pid=self._pid,
+                started=self._started,
+                last_flush=datetime.now(timezone.utc),
+                recorded=self._recorded,
+                written=self._written + sum(event.count for event in batch),
+                dropped=self._dropped,
+                flushes=self._flushes + (1 if batch else 0),
+                closed=closed,
+            )
+
+    def _store_write(self, batch: Sequence[Event]) -> None:
+        if self._worker_store is not None:
+            self._worker_store.write(batch, worker=self._heartbeat(batch))
+        else:
+            self.store.write(batch)
 
     def _write(self, batch: list[Event]) -> None:
-        """Write one batch; on failure count it as dropped.
+        """Write one batch; on failure count it as dropped, or keep it when its
+        outcome is unknown.
 
         The outcome is logged before the batch counts as finished, so whoever
         waits in :meth:`flush` also sees the warning.
         """
         try:
-            self.store.write(batch)
-        except Exception as exc:
+            self._store_write(batch)
+        except WriteOutcomeUnknown as exc:
+            self._failed(exc)
             with self._lock:
-                first_failure, self._failing = not self._failing, True
-            if first_failure:
-                _logger.warning(
-                    "flask-access-cors: the debug event store %s failed (%s: %s); "
-                    "events are counted in access.events.dropped until it works again",
-                    type(self.store).__name__,
-                    type(exc).__name__,
-                    exc,
-                )
+                self._unknown.append(batch)
+                self._unknown_events += len(batch)
+            self._retry_at = time.monotonic() + self._flush_interval
+        except Exception as exc:
+            self._failed(exc)
             self._finish(batch, written=False)
         else:
-            with self._lock:
-                recovered, self._failing = self._failing, False
-                dropped = self._dropped
-            if recovered:
-                _logger.info(
-                    "flask-access-cors: the debug event store works again "
-                    "(%d events dropped so far)",
-                    dropped,
-                )
+            self._succeeded()
             self._finish(batch, written=True)
+
+    def _retry_unknown(self) -> None:
+        """Write the batches of unknown outcome again, oldest first, when due.
+
+        Writing them again is harmless (store writes are idempotent), and once
+        it succeeds each event is in the store exactly once.  Until then they
+        are neither written nor dropped, whatever the retry's error: the first
+        attempt may have been applied.
+        """
+        if not self._unknown or time.monotonic() < self._retry_at:
+            return
+        while self._unknown:
+            batch = self._unknown[0]
+            try:
+                self._store_write(batch)
+            except Exception as exc:
+                self._failed(exc)
+                self._retry_at = time.monotonic() + self._flush_interval
+                return
+            with self._lock:
+                self._unknown.popleft()
+                self._unknown_events -= len(batch)
+            self._succeeded()
+            self._finish(batch, written=True)
+
+    def _failed(self, exc: Exception) -> None:
+        """A write failed: start an outage (one WARNING) unless one is going on."""
+        now = self._clock()
+        with self._lock:
+            self._last_failure = now
+            self._ok_since_failure = False
+            first = not self._failing
+            if first:
+                self._failing = True
+                self._outage_began = datetime.now(timezone.utc)
+                self._outage_failures = 0
+                self._dropped_before_outage = self._dropped
+            self._outage_failures += 1
+        if first:
+            _logger.warning(
+                "flask-access-cors: the debug event store %s failed (%s: %s); "
+                "events are counted in access.events.dropped until it works again "
+                "(writes that may have been applied are retried instead); "
+                "logged once per outage",
+                type(self.store).__name__,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            if self._failing:
+                self._ok_since_failure = True
+        self._check_recovered()
+
+    def _check_recovered(self, *, closing: bool = False) -> None:
+        """End the outage (one INFO) once writes succeed and ``quiet_period`` passed
+        without a failure; on closing, as soon as the last write succeeded."""
+        with self._lock:
+            if not (self._failing and self._ok_since_failure):
+                return
+            if not closing and self._clock() - self._last_failure < self._quiet_period:
+                return
+            self._failing = False
+            failures = self._outage_failures
+            dropped = self._dropped - self._dropped_before_outage
+            began = self._outage_began
+        _logger.info(
+            "flask-access-cors: the debug event store %s works again "
+            "(outage since %s: %d failed writes, %d events dropped)",
+            type(self.store).__name__,
+            began.isoformat(timespec="seconds"),
+            failures,
+            dropped,
+        )
 
     def _finish(self, batch: list[Event], *, written: bool) -> None:
         """Account for a processed batch and wake flush()."""
+        count = sum(event.count for event in batch)
         with self._lock:
-            if not written:
-                self._dropped += sum(event.count for event in batch)
+            if written:
+                self._written += count
+                self._flushes += 1
+            else:
+                self._dropped += count
             self._finished += len(batch)
             self._progress.notify_all()
 
@@ -363,7 +512,8 @@ class EventLog:
         """Close all rate-limit windows and wait until what is queued is processed.
 
         Returns True when every event queued before the call has been written
-        or counted as dropped within ``timeout`` seconds.
+        or counted as dropped within ``timeout`` seconds (a write of unknown
+        outcome is waited for until it is settled).
         """
         if timeout < 0:
             raise ValueError(f"timeout must be >= 0, not {timeout}")
@@ -389,6 +539,8 @@ class EventLog:
 
     def _write_inline(self) -> None:
         """Drain the queue on the calling thread (no writer thread available)."""
+        self._retry_at = 0.0
+        self._retry_unknown()
         while batch := self._take_batch(block=False):
             self._write(batch)
 
@@ -436,8 +588,27 @@ class EventLog:
             reason=reason, status=status, path=path, origin=origin, since=cutoff, limit=limit
         )
 
+    def workers(self) -> list[WorkerStatus]:
+        """The heartbeats of the processes writing to this store, newest first.
+
+        One :class:`~flask_access_cors.events.WorkerStatus` per process that
+        wrote events (the store keeps the 256 most recent), on every host
+        sharing the store: ``host``, ``pid``, ``started``, ``last_flush``,
+        ``recorded``, ``written``, ``dropped``, ``pending``, ``flushes`` and
+        ``closed``.  A process that exited cleanly has ``closed=True`` and
+        ``pending == 0``; one with ``closed=False`` is running, or died without
+        closing its log (``SIGKILL``), and then its ``pending`` denials and
+        those it recorded after ``last_flush`` were lost.  This process's
+        pending writes are flushed first (waiting at most 2 s).  Empty for a
+        custom store without heartbeats; store errors propagate.
+        """
+        self.flush(timeout=2.0)
+        if self._worker_store is None:
+            return []
+        return self._worker_store.workers()
+
     def clear(self) -> None:
-        """Forget every stored event (pending ones first written, then removed).
+        """Forget every stored event and heartbeat (pending events first written, then removed).
 
         :attr:`dropped` is a process counter and is left as it is.
         """
@@ -445,10 +616,12 @@ class EventLog:
         self.store.clear()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush, stop the writer and close the store.  Idempotent.
+        """Flush, stop the writer, write a last heartbeat and close the store.  Idempotent.
 
         Called for every live log when the interpreter exits.  Denials recorded
-        after closing are counted as dropped.
+        after closing are counted as dropped.  Writes whose outcome is still
+        unknown when the writer has stopped are counted as dropped (with a
+        WARNING saying that they may be in the store as well).
         """
         with self._lock:
             if self._closed:
@@ -462,15 +635,39 @@ class EventLog:
                 try:
                     self._queue.put_nowait(_WAKE)
                 except queue.Full:
-                    pass  # the writer is busy and will see _stop after this batch
+                    _logger.debug("the event writer is busy; it sees the stop after this batch")
                 thread.join(timeout)
             if thread is None or not thread.is_alive():
-                # Whatever slipped in after the flush can no longer be written.
-                while batch := self._take_batch(block=False):
-                    self._finish(batch, written=False)
+                self._settle_at_close()
             try:
                 self.store.close()
             except Exception:
                 _logger.warning("flask-access-cors: closing the event store failed", exc_info=True)
         finally:
             _LIVE.discard(self)
+
+    def _settle_at_close(self) -> None:
+        """Account for what the stopped writer left, then write the last heartbeat."""
+        # Whatever slipped in after the flush can no longer be written.
+        while batch := self._take_batch(block=False):
+            self._finish(batch, written=False)
+        unknown = list(self._unknown)
+        self._unknown.clear()
+        self._unknown_events = 0
+        for batch in unknown:
+            self._finish(batch, written=False)
+        if unknown:
+            _logger.warning(
+                "flask-access-cors: %d debug events whose write to %s timed out could not be "
+                "confirmed before closing; they are counted as dropped and may be in the "
+                "store as well",
+                sum(event.count for batch in unknown for event in batch),
+                type(self.store).__name__,
+            )
+        self._check_recovered(closing=True)
+        if self._worker_store is not None and self._recorded:
+            try:
+                self._worker_store.write([], worker=self._heartbeat([], closed=True))
+            except Exception:
+                # Nothing is lost but the heartbeat: the process shows as not closed.
+                _logger.debug("writing the last heartbeat failed", exc_info=True)
