@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 from blinker import Namespace
 from flask import Blueprint, Flask, Response, current_app, has_app_context, has_request_context, request
 from flask.sansio.blueprints import BlueprintSetupState
-from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import metrics
 from .commands import cli
-from .decision import Decision, Facts, decide
+from .decision import Decision, decide
 from .events import Event, EventLog, Store, open_store
 from .gate import build_gate
 from .login import LoginLinks
@@ -102,7 +102,7 @@ class _State:
             development=app.debug or app.testing,
             problems=problems,
         )
-        self.router = Router(app, scopes, decorated)
+        self.router = Router(app, scopes, decorated, login=self.login is not None)
         problems.raise_if_any()
 
     def add_blueprint(self, name: str, layer: Mapping[str, Any], url_prefix: str | None) -> None:
@@ -121,16 +121,8 @@ class _State:
 
     def decision(self, req: Any) -> Decision | None:
         """The decision for this request, without side effects (``None``: left alone)."""
-        if isinstance(req.routing_exception, SecurityError):
-            raise req.routing_exception  # TRUSTED_HOSTS first: Flask's 400, never our answer
-        route = self.router.route(req)
-        if route is None:
-            return None
-        environ = req.environ
-        facts = Facts(environ, environ.get("REQUEST_METHOD", req.method), req.path,
-                      req.script_root, route.policy, route.methods, route.options_view,
-                      route.routed, login=self.login is not None)
-        return decide(facts, self.gate)
+        facts = self.router.facts(req)
+        return None if facts is None else decide(facts, self.gate)
 
     def before_request(self) -> Response | None:
         """The first ``before_request`` hook (the guard has decided already, if installed)."""

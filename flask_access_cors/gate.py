@@ -89,6 +89,8 @@ class Gate:
                  clock: Callable[[], float] = time.time) -> None:
         self.verifier = verifier
         self.service_tokens = service_tokens
+        #: Anyone can be recognised at all (so a public scope may still know its caller).
+        self.optional = verifier is not None or service_tokens is not None
         self.audiences = set()
         self.header_names = tuple(header_names)
         self.cookie_name = cookie_name
@@ -98,11 +100,6 @@ class Gate:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._clock = clock
-
-    @property
-    def optional(self) -> bool:
-        """Can anyone be recognised at all (so a public scope may still know its caller)?"""
-        return self.verifier is not None or self.service_tokens is not None
 
     def admit_audience(self, audience: str) -> bool:
         """A scope accepts ``audience``: can any issuer mint it? (The shorthand issuer

@@ -1,8 +1,8 @@
 """Flask picks the route, and with it the policy: the Flask layer's routing half.
 
-:class:`Router` maps a request to its :class:`Route` (the policy and what Flask's
-routing knows: the route's methods, whether a view answers ``OPTIONS`` itself,
-whether routing succeeded). Settings given by the decorators are read from the
+:class:`Router` maps a request to its :class:`~.decision.Facts` (the policy and
+what Flask's routing knows: the route's methods, whether a view answers
+``OPTIONS`` itself, whether routing succeeded). Settings given by the decorators are read from the
 view registered on each endpoint (:class:`~.scopes.ViewMarks` on the decorator's
 wrapper), so they belong to routes, not to function objects.
 """
@@ -11,40 +11,35 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Collection
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask
 from flask.globals import request_ctx
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, SecurityError
 from werkzeug.routing import RequestRedirect
 
+from .decision import Facts
 from .policy import Policy
 from .scopes import Scopes, ViewMarks
 from .settings import Problems
 
-__all__ = ["MARKS", "Route", "Router"]
+__all__ = ["MARKS", "Router"]
 
 #: The attribute of a decorated view's wrapper holding its :class:`ViewMarks`.
 MARKS = "_access_cors_marks"
-
-
-class Route(NamedTuple):
-    """What Flask's routing says about a request, for :class:`.decision.Facts`."""
-
-    policy: Policy
-    methods: Collection[str] | None
-    options_view: Policy | None = None
-    routed: bool = True
 
 
 class Router:
     """One app's routes and their policies (compiled once, looked up per request)."""
 
     def __init__(self, app: Flask, scopes: Scopes,
-                 decorated: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]]) -> None:
+                 decorated: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]],
+                 *, login: bool) -> None:
         self.app = app
         self.scopes = scopes
+        #: ``login_url`` is configured (a fact every decision needs).
+        self.login = login
         #: Each function given to a decorator, and the wrapper it returned.
         self.decorated = decorated
 
@@ -87,8 +82,9 @@ class Router:
             problems.raise_if_any()
             return policy
 
-    def route(self, req: Any) -> Route | None:
-        """The request's policy and route facts (``None``: an exempt view, left alone).
+    def facts(self, req: Any) -> Facts | None:
+        """What Flask's routing says about this request, collected once for
+        :func:`.decision.decide` (``None``: an exempt view, left alone).
 
         A preflight asks about another method: its policy is that of the rule the
         actual request will reach (one URL, one view per method: ``@app.get`` +
@@ -98,32 +94,49 @@ class Router:
         """
         environ = req.environ
         wanted = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+        rule = req.url_rule
+        if rule is not None and wanted is None:  # the usual case: routed, not a preflight
+            policy = self.policy_for(rule.endpoint)
+            if policy is None:
+                return None
+            return Facts(environ, environ.get("REQUEST_METHOD") or req.method, req.path,
+                         req.script_root, policy, rule.methods, None, True, self.login)
         preflight = wanted is not None and req.method == "OPTIONS" and "HTTP_ORIGIN" in environ
         method = wanted.upper() if preflight else req.method
-        rule = req.url_rule
+        options_view: Policy | None = None
+        routed = rule is not None
         if rule is None:
             exc = req.routing_exception
+            if isinstance(exc, SecurityError):
+                raise exc  # TRUSTED_HOSTS first: Flask's 400, never the extension's answer
+            methods: Collection[str] | None = None
+            policy = None
             if isinstance(exc, RequestRedirect):  # merged slashes, strict slashes: its target
-                target, accepted = self.match(req, urlsplit(exc.new_url).path, method)
+                target, methods = self.match(req, urlsplit(exc.new_url).path, method)
                 if target is not None:
                     policy = self.policy_for(target.endpoint)
-                    return None if policy is None else Route(policy, accepted, routed=False)
-            valid = frozenset(exc.valid_methods or ()) if isinstance(exc, MethodNotAllowed) else None
-            self.compile_pending()  # every view's excluded_paths count for an unrouted path
-            return Route(self.scopes.fallback(req.path), valid, routed=False)
-        policy = self.policy_for(rule.endpoint)
-        if not preflight:
-            return None if policy is None else Route(policy, rule.methods)
-        handles_options = not getattr(rule, "provide_automatic_options", True)
-        options_view = policy if handles_options else None
-        methods: Collection[str] | None = rule.methods
-        if methods is not None and method not in methods:
-            other, other_methods = self.match(req, None, method)
-            if other is not None and method in other_methods:
-                policy, methods = self.policy_for(other.endpoint), other_methods
-        if options_view is not None and (policy is None or policy.preflight == "bypass"):
-            policy, methods = options_view, rule.methods
-        return None if policy is None else Route(policy, methods, options_view)
+                    if policy is None:
+                        return None
+            if policy is None:
+                methods = frozenset(exc.valid_methods or ()) if isinstance(exc, MethodNotAllowed) else None
+                self.compile_pending()  # every view's excluded_paths count for an unrouted path
+                policy = self.scopes.fallback(req.path)
+        else:
+            policy = self.policy_for(rule.endpoint)
+            methods = rule.methods
+            if preflight:
+                if not getattr(rule, "provide_automatic_options", True):
+                    options_view = policy  # this view answers OPTIONS itself
+                if methods is not None and method not in methods:
+                    other, other_methods = self.match(req, None, method)
+                    if other is not None and method in other_methods:
+                        policy, methods = self.policy_for(other.endpoint), other_methods
+                if options_view is not None and (policy is None or policy.preflight == "bypass"):
+                    policy, methods = options_view, rule.methods
+            if policy is None:
+                return None
+        return Facts(environ, environ.get("REQUEST_METHOD") or req.method, req.path,
+                     req.script_root, policy, methods, options_view, routed, self.login)
 
     @staticmethod
     def match(req: Any, path: str | None, method: str) -> tuple[Any, Collection[str]]:

@@ -25,8 +25,12 @@ CACHE_PRIVATE: Header = ("Cache-Control", "private")
 def merge_headers(headers: list[tuple[str, str]], add: Iterable[Header], private: bool) -> None:
     """Replace any ``Access-Control-*`` header with ours and merge ``Vary``; with
     ``private``, add ``Cache-Control: private`` unless the view set its own."""
-    if private and not any(len(n) == 13 and n.lower() == "cache-control" for n, _ in headers):
-        headers.append(CACHE_PRIVATE)
+    if private:
+        for name, _ in headers:
+            if len(name) == 13 and name.lower() == "cache-control":
+                break
+        else:
+            headers.append(CACHE_PRIVATE)
     for name, _ in headers:
         if name[0] in "AaVv":
             break
