@@ -132,12 +132,12 @@ class _State:
             return decided
         return self.answer(req)
 
-    def before_wsgi(self) -> None:
-        if not self.guarded and any(self.app.url_value_preprocessors.values()):
-            with self._lock:
-                if not self.guarded:
-                    self.app.url_value_preprocessors.setdefault(None, []).insert(0, self.guard)
-                    self.guarded = True
+    def install_guard(self) -> None:
+        """Decide ahead of the app's URL value preprocessors from now on."""
+        with self._lock:
+            if not self.guarded:
+                self.app.url_value_preprocessors.setdefault(None, []).insert(0, self.guard)
+                self.guarded = True
 
     def guard(self, endpoint: str | None, values: dict[str, Any] | None) -> None:
         """Decide ahead of the app's URL value preprocessors (a lookup of ``<org>``, say), so
@@ -152,9 +152,10 @@ class _State:
 
     def answer(self, req: Any) -> Response | None:
         """Decide, account for a denial, and build the answer (``None``: on to the view)."""
-        decision = self.decision(req)
-        if decision is None:
+        facts = self.router.facts(req)
+        if facts is None:
             return None
+        decision = decide(facts, self.gate)
         environ = req.environ
         box = (decision.headers, decision.private) if decision.headers or decision.private else None
         if BOX not in environ and box is not None:  # a WSGI stack built around Flask's wsgi_app
@@ -246,7 +247,8 @@ class AccessCors:
         app.extensions["access_cors"] = state
         self._states.append(state)
         app.before_request_funcs.setdefault(None, []).insert(0, state.before_request)
-        app.wsgi_app = HeaderMiddleware(app.wsgi_app, state.before_wsgi)  # type: ignore[method-assign]
+        app.wsgi_app = HeaderMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, app.url_value_preprocessors, state.install_guard)
         # Also on app.cli (the `flask.commands` entry point registers it for `flask`), so
         # app.test_cli_runner() finds it.
         app.cli.add_command(cli)

@@ -28,6 +28,7 @@ __all__ = ["MARKS", "Router"]
 
 #: The attribute of a decorated view's wrapper holding its :class:`ViewMarks`.
 MARKS = "_access_cors_marks"
+_UNSEEN: Any = object()  # an endpoint not compiled yet
 
 
 class Router:
@@ -96,11 +97,13 @@ class Router:
         wanted = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
         rule = req.url_rule
         if rule is not None and wanted is None:  # the usual case: routed, not a preflight
-            policy = self.policy_for(rule.endpoint)
+            policy = self.scopes.by_endpoint.get(rule.endpoint, _UNSEEN)
+            if policy is _UNSEEN:
+                policy = self.policy_for(rule.endpoint)
             if policy is None:
                 return None
             return Facts(environ, environ.get("REQUEST_METHOD") or req.method, req.path,
-                         req.script_root, policy, rule.methods, None, True, self.login)
+                         req.root_path, policy, rule.methods, None, True, self.login)
         preflight = wanted is not None and req.method == "OPTIONS" and "HTTP_ORIGIN" in environ
         method = wanted.upper() if preflight else req.method
         options_view: Policy | None = None
@@ -136,7 +139,7 @@ class Router:
             if policy is None:
                 return None
         return Facts(environ, environ.get("REQUEST_METHOD") or req.method, req.path,
-                     req.script_root, policy, methods, options_view, routed, self.login)
+                     req.root_path, policy, methods, options_view, routed, self.login)
 
     @staticmethod
     def match(req: Any, path: str | None, method: str) -> tuple[Any, Collection[str]]:

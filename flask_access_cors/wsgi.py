@@ -7,7 +7,7 @@ the same set, without patching Flask, at the cost of a list merge.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .policy import Header
@@ -66,16 +66,22 @@ def merge_headers(headers: list[tuple[str, str]], add: Iterable[Header], private
 class HeaderMiddleware:
     """Adds the headers the hook decided on, at ``start_response``.
 
-    ``before`` runs first on every request (the Flask layer uses it to install
-    its guard once the app has URL value preprocessors).
+    Until ``preprocessors`` (the app's URL value preprocessors) has one,
+    ``install_guard`` is pending: called on the first request that finds one (the
+    Flask layer then decides ahead of them), then never again.
     """
 
-    def __init__(self, wsgi_app: WSGIApplication, before: Callable[[], None]) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, preprocessors: Mapping[Any, list[Any]],
+                 install_guard: Callable[[], None]) -> None:
         self.wsgi_app = wsgi_app
-        self.before = before
+        self.preprocessors = preprocessors
+        self.install_guard: Callable[[], None] | None = install_guard
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        self.before()
+        install = self.install_guard
+        if install is not None and any(self.preprocessors.values()):
+            install()
+            self.install_guard = None
         environ[BOX] = None
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
