@@ -27,7 +27,7 @@ import requests
 import urllib3.exceptions
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .reasons import TokenError
+from .reasons import Reason, TokenError
 
 __all__ = ["JWKSClient"]
 
@@ -149,8 +149,8 @@ class JWKSClient:
     def get_key(self, kid: str | None) -> Any:
         """The key for ``kid`` (a token without ``kid`` needs a one-key set).
 
-        Raises ``TokenError("key_unknown")`` when the key set (refreshed if
-        allowed) has no such key, and ``TokenError("key_unavailable")`` when no
+        Raises ``TokenError(Reason.KEY_UNKNOWN)`` when the key set (refreshed if
+        allowed) has no such key, and ``TokenError(Reason.KEY_UNAVAILABLE)`` when no
         key set was ever obtained.  Waits at most ``timeout`` seconds.
         """
         with self._lock:
@@ -218,12 +218,12 @@ class JWKSClient:
 
     def _found(self, keyset: _KeySet | None, key: jwt.PyJWK | None, kid: str | None) -> Any:
         if keyset is None:
-            raise TokenError("key_unavailable", f"no key set could be fetched from {self.url}")
+            raise TokenError(Reason.KEY_UNAVAILABLE, f"no key set could be fetched from {self.url}")
         if key is None:
             if kid is None:
                 detail = f"token has no kid and the set has {len(keyset.keys)} keys"
-                raise TokenError("key_unknown", detail)
-            raise TokenError("key_unknown", f"kid {kid[:64]!r} is not in the key set")
+                raise TokenError(Reason.KEY_UNKNOWN, detail)
+            raise TokenError(Reason.KEY_UNKNOWN, f"kid {kid[:64]!r} is not in the key set")
         return key
 
     def _log_failure(self, why: str) -> None:

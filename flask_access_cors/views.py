@@ -26,6 +26,7 @@ from flask import Blueprint, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from .events import REASONS, Event, parse_duration
+from .reasons import Reason
 from .settings import ConfigError
 
 if TYPE_CHECKING:
@@ -46,26 +47,26 @@ _BUCKETS = 24
 _TOP = 10
 
 #: One colour per reason code: CORS denials warm, gate denials cool.
-REASON_COLORS: Mapping[str, str] = {
-    "origin_not_allowed": "#d62728",
-    "origin_malformed": "#ff9896",
-    "method_not_allowed": "#ff7f0e",
-    "header_not_allowed": "#ffbb78",
-    "request_headers_malformed": "#8c564b",
-    "private_network_not_allowed": "#c49c94",
-    "cors_disabled": "#7f7f7f",
-    "excluded_path": "#bcbd22",
-    "token_missing": "#1f77b4",
-    "token_malformed": "#aec7e8",
-    "token_invalid": "#17becf",
-    "token_expired": "#9edae5",
-    "token_not_yet_valid": "#2ca02c",
-    "audience_mismatch": "#98df8a",
-    "issuer_mismatch": "#9467bd",
-    "key_unknown": "#c5b0d5",
-    "key_unavailable": "#e377c2",
-    "service_token_invalid": "#f7b6d2",
-    "access_denied": "#393b79",
+REASON_COLORS: Mapping[str, str] = {  # Reason members are their stable strings
+    Reason.ORIGIN_NOT_ALLOWED: "#d62728",
+    Reason.ORIGIN_MALFORMED: "#ff9896",
+    Reason.METHOD_NOT_ALLOWED: "#ff7f0e",
+    Reason.HEADER_NOT_ALLOWED: "#ffbb78",
+    Reason.REQUEST_HEADERS_MALFORMED: "#8c564b",
+    Reason.PRIVATE_NETWORK_NOT_ALLOWED: "#c49c94",
+    Reason.CORS_DISABLED: "#7f7f7f",
+    Reason.EXCLUDED_PATH: "#bcbd22",
+    Reason.TOKEN_MISSING: "#1f77b4",
+    Reason.TOKEN_MALFORMED: "#aec7e8",
+    Reason.TOKEN_INVALID: "#17becf",
+    Reason.TOKEN_EXPIRED: "#9edae5",
+    Reason.TOKEN_NOT_YET_VALID: "#2ca02c",
+    Reason.AUDIENCE_MISMATCH: "#98df8a",
+    Reason.ISSUER_MISMATCH: "#9467bd",
+    Reason.KEY_UNKNOWN: "#c5b0d5",
+    Reason.KEY_UNAVAILABLE: "#e377c2",
+    Reason.SERVICE_TOKEN_INVALID: "#f7b6d2",
+    Reason.ACCESS_DENIED: "#393b79",
 }
 _OTHER_COLOR = "#c7c7c7"
 
