@@ -23,7 +23,7 @@ from werkzeug.routing import RequestRedirect
 from .events import parse_duration
 
 if TYPE_CHECKING:
-    from .events import Event
+    from .events import Event, WorkerStatus
     from .extension import _State
     from .policy import Policy
     from .settings import Rule
@@ -57,6 +57,24 @@ def _print_event(event: Event, as_json: bool) -> None:
     )
 
 
+def _print_workers(found: list[WorkerStatus], as_json: bool) -> None:
+    """One line per worker; one that never closed and had denials pending lost them."""
+    for worker in found:
+        if as_json:
+            click.echo(json.dumps(worker.to_dict(), sort_keys=True))
+            continue
+        lost = not worker.closed and worker.pending > 0
+        note = f"  LOST {worker.pending} if it no longer runs" if lost else ""
+        click.echo(
+            f"{worker.host} pid={worker.pid} started={worker.started:%Y-%m-%d %H:%M:%S} "
+            f"last_flush={worker.last_flush:%Y-%m-%d %H:%M:%S} recorded={worker.recorded} "
+            f"written={worker.written} dropped={worker.dropped} pending={worker.pending} "
+            f"closed={'yes' if worker.closed else 'no'}{note}"
+        )
+    if not found and not as_json:
+        click.echo("no worker heartbeats (nothing recorded yet, or a store without them)", err=True)
+
+
 @cli.command("events")
 @click.option("--reason", help="Only this reason code.")
 @click.option("--status", type=int, help="Only this status.")
@@ -66,11 +84,16 @@ def _print_event(event: Event, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--follow", is_flag=True, help="Keep printing new events (Ctrl-C to stop).")
+@click.option("--workers", is_flag=True,
+              help="Each worker process's last heartbeat instead: a gap in the accounting shows.")
 @with_appcontext
 def events_command(reason: str | None, status: int | None, path: str | None,
                    origin: str | None, since_text: str | None, limit: int, as_json: bool,
-                   follow: bool) -> None:
+                   follow: bool, workers: bool) -> None:
     """Read the debug event log, newest first (oldest first with --follow)."""
+    if workers:
+        _print_workers(_state().events.workers(), as_json)
+        return
     try:
         since: Any = parse_duration(since_text) if since_text else None
     except ValueError as exc:

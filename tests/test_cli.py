@@ -436,3 +436,30 @@ def test_events_follow_prints_new_events_as_they_come(tmp_path: Path) -> None:
     finally:
         follower.terminate()
         follower.wait(10)
+
+
+def test_events_workers_shows_each_processes_heartbeat(tmp_path: Path) -> None:
+    """A worker that closed its log is accounted for; one that was killed (simulated:
+    its log is never closed) shows what it still had pending at its last heartbeat."""
+    store = f"sqlite:///{tmp_path}/events.sqlite3"
+    app = Flask(__name__)
+    AccessCors(app, origins=["https://app.example.com"], debug=True, event_store=store)
+    app.add_url_rule("/items", "items", lambda: "items")
+    client = app.test_client()
+    for i in range(5):
+        client.get("/items", headers={"Origin": f"https://evil{i}.example"})
+    runner = app.test_cli_runner()
+    with app.app_context():
+        app.extensions["access_cors"].events.flush()
+    table = runner.invoke(args=["access-cors", "events", "--workers"])
+    assert table.exit_code == 0, table.output
+    [line] = table.output.splitlines()
+    assert f"pid={os.getpid()}" in line and "recorded=5" in line and "closed=no" in line
+    rows = [json.loads(row) for row in runner.invoke(
+        args=["access-cors", "events", "--workers", "--json"]).output.splitlines()]
+    assert [(r["pid"], r["recorded"], r["written"] + r["dropped"] + r["pending"]) for r in rows] \
+        == [(os.getpid(), 5, 5)]
+    empty = Flask(__name__)
+    AccessCors(empty, event_store="memory://")
+    none = empty.test_cli_runner().invoke(args=["access-cors", "events", "--workers"])
+    assert none.exit_code == 0 and "no worker heartbeats" in none.output
