@@ -113,12 +113,6 @@ def wsgi(key: str, label: str, app: Any, requests: Requests | dict[str, Any], st
     return Variant(key, label, call, check, **kw)
 
 
-def null_app(env: dict[str, Any], start: Any) -> list[bytes]:
-    """The cheapest WSGI app: what the harness itself costs per request."""
-    start("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-    return [b"ok"]
-
-
 def optional(setting: str, key: str, label: str, build: Callable[[], Variant]) -> Variant:
     """``build()``; skipped if this version of the package lacks ``setting``, an error if it refuses it."""
     from flask_access_cors import ConfigError
@@ -159,16 +153,7 @@ def get_allowed(data: Path) -> Scenario:
         wsgi("bare", "bare Flask", apps.bare_app(), env, 200, absent=[ACAO]),
         wsgi("flask_cors", "flask-cors", apps.flask_cors_app(), env, 200, present=[ACAO]),
         wsgi("access_cors", "flask-access-cors", apps.access_cors_app(), env, 200,
-             present=[ACAO, ACAC, "Vary"], limit=1.15, target="<= 1.15 x bare"),
-        wsgi("harness", "null WSGI app (harness cost)", null_app, env, 200)])
-
-
-def get_no_origin(data: Path) -> Scenario:
-    env = get(None)
-    return Scenario("get_no_origin", "GET without Origin (same-origin or server-to-server)", [
-        wsgi("bare", "bare Flask", apps.bare_app(), env, 200),
-        wsgi("flask_cors", "flask-cors", apps.flask_cors_app(), env, 200),
-        wsgi("access_cors", "flask-access-cors", apps.access_cors_app(), env, 200, absent=[ACAO])])
+             present=[ACAO, ACAC, "Vary"], limit=1.15, target="<= 1.15 x bare")])
 
 
 def preflight_scenario(data: Path) -> Scenario:
@@ -326,7 +311,7 @@ def startup(data: Path) -> Scenario:
 
 
 BUILDERS: dict[str, Callable[[Path], Scenario]] = {
-    "get_allowed": get_allowed, "get_no_origin": get_no_origin, "preflight": preflight_scenario,
+    "get_allowed": get_allowed, "preflight": preflight_scenario,
     "origins_large": origins_large, "origins_large_flask_cors": partial(origins_large, flask_cors=True),
     "hostile": hostile, "hostile_flask_cors": partial(hostile, flask_cors=True), "gate": gate, "debug": debug,
     "metrics": metrics, "startup": startup}
