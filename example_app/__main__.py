@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -25,6 +26,18 @@ HOST = "127.0.0.1"
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM stops as Ctrl+C does: servers shut down, events flushed
+
+
+def _wait_for_ctrl_c(cleanup: Callable[[], None]) -> int:
+    """Serve until Ctrl+C or SIGTERM, then run ``cleanup``."""
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        cleanup()
+    return 0
 
 
 def edge_main() -> int:
@@ -53,14 +66,7 @@ def edge_main() -> int:
         f"Hostnames: {', '.join(HOSTS.values())}. Press Ctrl+C to stop.",
         flush=True,
     )
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("\nstopping", flush=True)
-    finally:
-        running.__exit__(None, None, None)
-    return 0
+    return _wait_for_ctrl_c(lambda: running.__exit__(None, None, None))
 
 
 def main() -> int:
@@ -105,16 +111,12 @@ def main() -> int:
         "Press Ctrl+C to stop.",
         flush=True,
     )
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("\nstopping", flush=True)
-    finally:
+    def stop_servers() -> None:
         for server in servers:
             server.shutdown()
             server.server_close()
-    return 0
+
+    return _wait_for_ctrl_c(stop_servers)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def _gate(facts: Facts, gate: Gate, policy: Policy, kind: RequestType,
         return decision
     if not authorize(policy.require, found):
         return _deny(facts.policy, kind, Denial(Reason.ACCESS_DENIED, found.subject), headers, found)
-    return Decision(facts.policy, kind, headers, identity=found, private=True)
+    return Decision(facts.policy, kind, headers, 0, None, None, found, None, True)  # private
 
 
 def _login_hint(decision: Decision, facts: Facts, kind: RequestType, origin: str | None) -> None:

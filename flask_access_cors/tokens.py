@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -79,9 +79,15 @@ class Identity:
     source: str
     is_service: bool
     common_name: str | None
+    #: The token's ``aud`` values (a string ``aud`` is one value), computed once: a
+    #: scope's audience check on every request is then a set intersection.
+    audiences: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
+        aud = self.claims.get("aud")
+        values = [aud] if isinstance(aud, str) else aud if isinstance(aud, (list, tuple)) else []
+        object.__setattr__(self, "audiences", frozenset(a for a in values if isinstance(a, str)))
 
     @property
     def groups(self) -> frozenset[str]:

@@ -53,11 +53,13 @@ APP_MODULE = textwrap.dedent("""
 
 
 @contextmanager
-def gunicorn(tmp_path: Path, store: str, workers: int = 4) -> Iterator[int]:
-    (tmp_path / "mpapp.py").write_text(APP_MODULE)
+def gunicorn(tmp_path: Path, store: str, workers: int = 4, *, source: str = APP_MODULE,
+             env: dict[str, str] | None = None) -> Iterator[int]:
+    """``source`` (an app module with ``/items``) under gunicorn with ``workers`` workers."""
+    (tmp_path / "mpapp.py").write_text(source)
     port = free_port()
     env = {**os.environ, "EVENT_STORE": store, "DROPPED_FILE": str(tmp_path / "dropped.txt"),
-           "PYTHONPATH": str(tmp_path)}
+           "PYTHONPATH": str(tmp_path), **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
          "--graceful-timeout", "20", "mpapp:app"],

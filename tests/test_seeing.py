@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,8 +12,7 @@ import pytest
 from flask import Flask
 
 from flask_access_cors import AccessCors, ConfigError
-from tests.redis_server import free_port
-from tests.test_multiprocess import request
+from tests.test_multiprocess import gunicorn, request
 
 SPA = "https://app.example.com"
 SECRET = "s" * 40
@@ -144,29 +138,12 @@ def test_metrics_add_up_across_gunicorn_workers(tmp_path: Path) -> None:
 
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()
-    (tmp_path / "metricsapp.py").write_text(METRICS_APP)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "metricsapp:app"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if request(port, "/items", None) == 200:
-                    break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.1)
-        origins = [f"https://evil{i % 7}.example" for i in range(400)]
+    origins = [f"https://evil{i % 7}.example" for i in range(400)]
+    with gunicorn(tmp_path, "memory://", source=METRICS_APP,
+                  env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as port:
         with ThreadPoolExecutor(16) as pool:
             statuses = list(pool.map(lambda o: request(port, "/items", o), origins))
         assert statuses == [403] * len(origins)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
     files = list(metrics_dir.glob("counter_*.db"))
     assert len(files) >= 2  # several workers wrote their own counts
     registry = CollectorRegistry()
