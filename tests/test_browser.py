@@ -37,9 +37,7 @@ from .browser_support import (
     ServerThread,
     browser_fetch,
     fill,
-    launch,
     log_in_through_form,
-    require_browser,
     sandboxed_fetch,
     start_server,
 )
@@ -67,19 +65,6 @@ class Servers:
             "spa": self.spa.origin(),
             "disallowed": self.spa.origin("127.0.0.1"),
         }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from flask_access_cors import AccessCors
 from flask_access_cors.events import REASONS, Event, MemoryStore
 from flask_access_cors.views import REASON_COLORS, events_blueprint
 
-from .browser_support import ServerThread, launch, require_browser, start_server
+from .browser_support import ServerThread, start_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Dialog, Error, Page, Request
@@ -495,19 +495,6 @@ def test_the_apps_own_templates_are_not_shadowed(tmp_path: Path) -> None:
 
 
 # -- in Chromium -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")
