@@ -100,7 +100,7 @@ def decide(facts: Facts, gate: Gate) -> Decision:
     if origin is None:
         kind = _NOT_CORS
     else:
-        kind = cors.classify(facts.method, origin, own_origin(environ, origin),
+        kind = cors.classify(facts.method.upper(), origin, own_origin(environ, origin),
                              "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ)
     headers: Sequence[Header]
     if policy.excludes and policy.is_excluded(facts.path):
