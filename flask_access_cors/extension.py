@@ -53,7 +53,6 @@ _DECIDED = "flask_access_cors.decided"
 _IDENTITY = "flask_access_cors.identity"
 
 
-
 class _Answer(HTTPException):
     """The extension's own answer, raised past the app's URL value preprocessors."""
 
