@@ -72,8 +72,6 @@ class Policy:
     audience: frozenset[str] | None
     debug: bool
     expose_reasons: bool
-    #: The answer depends on ``Origin``, so every response says ``Vary: Origin``.
-    vary: bool
     #: Headers that follow ``Access-Control-Allow-Origin`` on an allowed actual request.
     actual_tail: tuple[Header, ...]
     #: Headers that follow the per-request ones on a successful preflight.
@@ -101,7 +99,6 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
     credentials: bool = merged["credentials"]
     matcher = OriginMatcher(origins.patterns, origins.callables)
     any_origin = origins.any and not credentials
-    vary = not any_origin
 
     actual_tail: list[Header] = []
     preflight_tail: list[Header] = []
@@ -112,7 +109,7 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
         actual_tail.append(("Access-Control-Expose-Headers", "*"))
     elif expose.names:
         actual_tail.append(("Access-Control-Expose-Headers", ", ".join(sorted(expose.names))))
-    if vary:
+    if not any_origin:  # the answer depends on Origin
         actual_tail.append(VARY_ORIGIN)
     max_age: int = merged["max_age"]
     if max_age:
@@ -141,7 +138,6 @@ def compile_policy(name: str, merged: Mapping[str, Any]) -> Policy:
         audience=frozenset(merged["audience"]) if merged["audience"] else None,
         debug=merged["debug"],
         expose_reasons=merged["expose_reasons"],
-        vary=vary,
         actual_tail=tuple(actual_tail),
         preflight_tail=tuple(preflight_tail),
         vary_only=(VARY_ORIGIN,),

@@ -19,6 +19,14 @@ CORE = ["origins", "policy", "cors", "gate", "tokens", "jwks", "decision", "scop
         "paths", "reasons", "settings", "events"]
 
 
+def run_python(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter (so nothing is imported yet); fails on a non-zero exit."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_the_core_imports_with_flask_absent() -> None:
     script = (
         "import sys, json\n"
@@ -28,10 +36,7 @@ def test_the_core_imports_with_flask_absent() -> None:
         "from flask_access_cors import ConfigError\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('flask_access_cors'))))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    loaded = set(json.loads(done.stdout))
+    loaded = set(json.loads(run_python(script).stdout))
     assert "flask_access_cors.extension" not in loaded
     assert {f"flask_access_cors.{name}" for name in CORE} <= loaded
 
@@ -44,9 +49,7 @@ def test_the_flask_layer_is_loaded_on_first_use() -> None:
         "flask_access_cors.AccessCors\n"
         "assert 'flask_access_cors.extension' in sys.modules\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
+    run_python(script)
 
 
 def module_graph() -> dict[str, set[str]]:
